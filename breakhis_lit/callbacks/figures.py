@@ -1,0 +1,72 @@
+"""TensorBoard figures of the evaluation epochs: confusion matrix and precision-recall curves."""
+
+from __future__ import annotations
+
+import lightning as L
+import matplotlib
+import torch
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.loggers import TensorBoardLogger
+from matplotlib.figure import Figure
+from typing_extensions import override
+
+matplotlib.use("Agg")
+
+
+def confusion_figure(confusion: torch.Tensor, classes: list[str], title: str) -> Figure:
+    """A labelled confusion-matrix heat map (rows true, columns predicted) with counts in the cells."""
+    fig = Figure(figsize=(1.2 + 0.6 * len(classes), 1.0 + 0.55 * len(classes)), layout="constrained")
+    ax = fig.add_subplot()
+    values = confusion.numpy()
+    ax.imshow(values, cmap="Blues")
+    ax.set_xticks(range(len(classes)), classes, rotation=45 if len(classes) > 2 else 0)
+    ax.set_yticks(range(len(classes)), classes)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    peak = values.max() if values.size else 0
+    for (i, j), v in ((ij, values[ij]) for ij in ((i, j) for i in range(len(classes)) for j in range(len(classes)))):
+        ax.text(j, i, str(int(v)), ha="center", va="center", color="white" if v > peak / 2 else "black")
+    return fig
+
+
+class EvaluationFigures(Callback):
+    """Log a confusion-matrix figure and precision-recall curves for validation and test to TensorBoard.
+
+    Args:
+        every_n_epochs: Log the validation figures every this many epochs (test always).
+    """
+
+    def __init__(self, every_n_epochs: int = 1) -> None:
+        self.every_n_epochs = every_n_epochs
+
+    def _log(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        logger = trainer.logger
+        if not trainer.is_global_zero or not isinstance(logger, TensorBoardLogger):
+            return
+        confusion = getattr(pl_module, "confusion", {}).get(stage)
+        outputs = getattr(pl_module, "eval_outputs", {}).get(stage)
+        classes = list(getattr(pl_module, "class_names", []))
+        step = trainer.global_step
+        writer = logger.experiment
+        if confusion is not None:
+            fig = confusion_figure(confusion, classes, f"{stage} confusion matrix (epoch {trainer.current_epoch})")
+            writer.add_figure(f"{stage}/confusion_matrix", fig, global_step=step)
+        if outputs is not None:
+            probs, labels = outputs["probs"].float(), outputs["label"]
+            if len(classes) == 2:
+                writer.add_pr_curve(f"{stage}/pr_curve", labels == 1, probs[:, 1], global_step=step)
+            else:
+                for k, name in enumerate(classes):
+                    writer.add_pr_curve(f"{stage}/pr_curve_{name}", labels == k, probs[:, k], global_step=step)
+
+    @override
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or trainer.state.fn != "fit":
+            return
+        if (trainer.current_epoch + 1) % self.every_n_epochs == 0 or trainer.current_epoch + 1 == trainer.max_epochs:
+            self._log(trainer, pl_module, "val")
+
+    @override
+    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._log(trainer, pl_module, "test")

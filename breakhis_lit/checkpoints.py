@@ -1,0 +1,173 @@
+"""Checkpoint files: atomic writing, finding a run's checkpoint, checking it fits, loading it safely."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import re
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+from typing_extensions import override
+
+from breakhis_lit.errors import BreakHisError
+
+_SAFE_PREFIXES = ("breakhis_lit.", "torch.optim.", "lightning.pytorch.cli.")
+"""Modules a checkpoint may name as classes to build: anything else is refused before import."""
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Write checkpoints atomically.
+
+    The checkpoint goes to a temporary file that ``os.replace`` moves into place, so a kill mid-write
+    leaves the previous ``last.ckpt`` intact instead of a truncated one.
+    """
+
+    @override
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            with tmp.open("wb") as f:
+                torch.save(checkpoint, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+
+def _versions(experiment_dir: Path) -> list[tuple[int, Path]]:
+    found = []
+    if experiment_dir.is_dir():
+        for child in experiment_dir.iterdir():
+            match = re.fullmatch(r"version_(\d+)", child.name)
+            if match and child.is_dir():
+                found.append((int(match.group(1)), child))
+    return sorted(found, reverse=True)
+
+
+def find_run_checkpoint(experiment_dir: Path, ckpt: str | None, default: str) -> tuple[Path, int | None]:
+    """Resolve ``--ckpt_path`` for an experiment.
+
+    Args:
+        experiment_dir: ``<log_root>/<experiment>``.
+        ckpt: ``None`` (use ``default``), ``"best"``, ``"last"`` or a file path.
+        default: Which file ``None`` means: ``"best"`` or ``"last"``.
+
+    Returns:
+        The checkpoint file and, when it lies in ``experiment_dir/version_N/checkpoints``, that ``N`` (so the
+        run writes into the same directory), else ``None``.
+
+    Raises:
+        BreakHisError: When no run has such a checkpoint, or the file does not exist.
+    """
+    name = ckpt or default
+    if name in ("best", "last"):
+        for version, run_dir in _versions(experiment_dir):
+            candidate = run_dir / "checkpoints" / f"{name}.ckpt"
+            if candidate.is_file():
+                return candidate, version
+        raise BreakHisError(
+            f"no run of experiment '{experiment_dir.name}' has checkpoints/{name}.ckpt under {experiment_dir}; "
+            "train it first with `breakhis fit --config CONFIG` or pass --ckpt_path PATH"
+        )
+    path = Path(name)
+    if not path.is_file():
+        raise BreakHisError(f"--ckpt_path {path}: no such file; pass an existing .ckpt file, 'best' or 'last'")
+    resolved = path.resolve()
+    for version, run_dir in _versions(experiment_dir):
+        if resolved.parent == (run_dir / "checkpoints").resolve():
+            return path, version
+    return path, None
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a Lightning checkpoint with ``weights_only=True`` (plain tensors and containers only).
+
+    Raises:
+        BreakHisError: When the file is not a readable PyTorch checkpoint of a Lightning module.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise BreakHisError(f"{path}: no such checkpoint file")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except (pickle.UnpicklingError, RuntimeError, zipfile.BadZipFile, EOFError, ValueError, OSError) as err:
+        reason = str(err).strip().splitlines()[0][:120] if str(err).strip() else type(err).__name__
+        raise BreakHisError(
+            f"{path} is not a readable PyTorch checkpoint ({reason}); pass a .ckpt written by fit"
+        ) from None
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise BreakHisError(f"{path} is not a Lightning checkpoint (no state_dict); pass a .ckpt written by fit")
+    return checkpoint
+
+
+def _describe(backbone: Any) -> tuple[str, dict[str, Any]]:
+    """Class path and architecture-defining init args of a backbone config (dict or Namespace)."""
+    if hasattr(backbone, "as_dict"):
+        backbone = backbone.as_dict()
+    if not isinstance(backbone, dict):
+        return type(backbone).__module__ + "." + type(backbone).__name__, {}
+    init = dict(backbone.get("init_args") or {})
+    keys = ("model_name", "arch", "num_classes", "gate_position", "head", "reduction", "img_size")
+    return str(backbone.get("class_path", "")), {k: init[k] for k in keys if k in init}
+
+
+def check_checkpoint_matches(path: str | Path, backbone_config: Any) -> None:
+    """Refuse a checkpoint whose backbone differs from the one the config builds.
+
+    Raises:
+        BreakHisError: Naming both architectures.
+    """
+    checkpoint = read_checkpoint(path)
+    saved = checkpoint.get("hyper_parameters", {}).get("backbone")
+    if saved is None:
+        return
+    saved_desc, wanted_desc = _describe(saved), _describe(backbone_config)
+    if saved_desc[0].rsplit(".", 1)[-1] != wanted_desc[0].rsplit(".", 1)[-1] or any(
+        saved_desc[1].get(k) != v for k, v in wanted_desc[1].items() if k in saved_desc[1]
+    ):
+        raise BreakHisError(
+            f"{path} holds a {_pretty(saved_desc)} but the config builds a {_pretty(wanted_desc)}; "
+            "pass the config the checkpoint was trained with"
+        )
+
+
+def _pretty(desc: tuple[str, dict[str, Any]]) -> str:
+    args = ", ".join(f"{k}={v}" for k, v in desc[1].items())
+    return f"{desc[0].rsplit('.', 1)[-1]}({args})"
+
+
+def _class_paths(value: Any) -> list[str]:
+    if isinstance(value, dict):
+        found = [str(v) for k, v in value.items() if k in ("class_path", "_class_path")]
+        return found + [p for v in value.values() for p in _class_paths(v)]
+    if isinstance(value, list | tuple):
+        return [p for v in value for p in _class_paths(v)]
+    return []
+
+
+def load_classifier(path: str | Path, map_location: str | torch.device = "cpu") -> Any:
+    """Rebuild a :class:`~breakhis_lit.models.BreakHisClassifier` from a checkpoint written by ``breakhis fit``.
+
+    The file is read with ``weights_only=True`` and every class it names must belong to this package or
+    ``torch.optim``; nothing else is imported or executed.
+
+    Raises:
+        BreakHisError: When the file is not such a checkpoint or names a class outside that list.
+    """
+    from breakhis_lit.models.classifier import BreakHisClassifier
+
+    checkpoint = read_checkpoint(path)
+    hparams = checkpoint.get("hyper_parameters", {})
+    unsafe = [p for p in _class_paths(hparams) if not p.startswith(_SAFE_PREFIXES)]
+    if unsafe:
+        raise BreakHisError(f"{path} names class {unsafe[0]!r}, which is not loaded for safety; retrain with breakhis")
+    if "backbone" not in hparams:
+        raise BreakHisError(f"{path} was not written by `breakhis fit` (no backbone hyper-parameters)")
+    return BreakHisClassifier.load_from_checkpoint(path, map_location=map_location, weights_only=True)

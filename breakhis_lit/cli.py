@@ -1,0 +1,171 @@
+"""The ``breakhis`` command line: LightningCLI (fit, validate, test, predict) plus the package's own verbs."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch import Trainer
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
+from lightning.pytorch.loggers import TensorBoardLogger
+from typing_extensions import override
+
+from breakhis_lit.callbacks import (
+    EvaluationFigures,
+    GradCAMCallback,
+    PredictionCSVWriter,
+    RunHistory,
+    TestReport,
+    Throughput,
+)
+from breakhis_lit.checkpoints import AtomicCheckpointIO, check_checkpoint_matches, find_run_checkpoint
+from breakhis_lit.data import BreakHisDataModule
+from breakhis_lit.errors import BreakHisError
+from breakhis_lit.models import BreakHisClassifier
+
+EXTRA_VERBS: dict[str, str] = {
+    "data": "breakhis_lit.commands.data",
+    "demo-data": "breakhis_lit.commands.demo_data",
+    "gradcam": "breakhis_lit.commands.gradcam",
+    "sweep": "breakhis_lit.commands.sweep",
+    "report": "breakhis_lit.commands.report",
+}
+"""Verbs next to Lightning's, each a module with ``main(argv) -> int``."""
+
+_DESCRIPTION = (
+    "BreakHis experiments with PyTorch Lightning. Lightning verbs: fit, validate, test, predict "
+    "(e.g. `breakhis fit --config configs/attn.yaml`). Package verbs: "
+    + ", ".join(EXTRA_VERBS)
+    + " (e.g. `breakhis data summary --root data/BreaKHis_v1`; `breakhis VERB --help`)."
+)
+
+
+class BreakHisCLI(LightningCLI):
+    """LightningCLI with the package's defaults, run-directory layout and checkpoint resolution.
+
+    * ``experiment`` names the run: TensorBoard writes to ``<log_root>/<experiment>/version_N``.
+    * ``checkpoint.*`` configures the :class:`ModelCheckpoint` writing ``best.ckpt`` and ``last.ckpt``.
+    * ``test``/``validate``/``predict`` without ``--ckpt_path`` use the best checkpoint of the newest run
+      of the experiment (``best``/``last`` pick that run's files) and write into that run's directory;
+      ``fit --ckpt_path last`` resumes the newest run in place.
+    * ``trainer.precision`` left empty means bf16 mixed precision on a GPU and 32-bit on a CPU.
+    """
+
+    @override
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_argument("--experiment", type=str, default="default", help="Run name: logs go to LOG_ROOT/NAME.")
+        parser.add_argument("--log_root", type=str, default="lightning_logs", help="Folder of all runs.")
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.set_defaults(
+            {
+                "checkpoint.monitor": "val/balanced_accuracy",
+                "checkpoint.mode": "max",
+                "checkpoint.filename": "best",
+                "checkpoint.save_last": True,
+                "checkpoint.save_top_k": 1,
+                "checkpoint.auto_insert_metric_name": False,
+                "checkpoint.enable_version_counter": False,
+            }
+        )
+        parser.add_lightning_class_args(EvaluationFigures, "figures")
+        parser.add_lightning_class_args(GradCAMCallback, "gradcam")
+        parser.add_lightning_class_args(PredictionCSVWriter, "prediction_writer")
+        parser.set_defaults(
+            {
+                "trainer.max_epochs": 50,
+                "trainer.benchmark": True,
+                "trainer.log_every_n_steps": 10,
+            }
+        )
+
+    def _cfg(self) -> Any:
+        return self.config[self.subcommand] if self.subcommand else self.config
+
+    @override
+    def before_instantiate_classes(self) -> None:
+        cfg = self._cfg()
+        self._run_version: int | None = None
+        trainer = cfg.trainer
+        if trainer.precision is None:
+            gpu = trainer.accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
+            trainer.precision = "bf16-mixed" if gpu and torch.cuda.is_bf16_supported() else "32-true"
+        if cfg.get("weights_only") is None and "weights_only" in cfg:
+            cfg.weights_only = True
+        experiment_dir = Path(cfg.log_root) / cfg.experiment
+        ckpt = cfg.get("ckpt_path")
+        if self.subcommand == "fit":
+            if ckpt is None:
+                return
+            path, self._run_version = find_run_checkpoint(experiment_dir, ckpt, default="last")
+        elif self.subcommand in ("test", "validate", "predict"):
+            path, self._run_version = find_run_checkpoint(experiment_dir, ckpt, default="best")
+        else:
+            return
+        check_checkpoint_matches(path, cfg.model.backbone)
+        cfg.ckpt_path = str(path)
+        print(f"{self.subcommand}: using checkpoint {path}", file=sys.stderr)
+
+    @override
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        cfg = self._cfg()
+        if cfg.trainer.logger in (None, True):
+            kwargs["logger"] = TensorBoardLogger(
+                save_dir=cfg.log_root, name=cfg.experiment, version=self._run_version, default_hp_metric=False
+            )
+        if not cfg.trainer.plugins:
+            kwargs["plugins"] = [AtomicCheckpointIO()]
+        return super().instantiate_trainer(**kwargs)
+
+
+def _lightning_main(args: ArgsType) -> None:
+    # jsonargparse >= 4.49 warns about Lightning 2.6's use of its API; nothing a user can act on.
+    warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"jsonargparse.*")
+    warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
+    BreakHisCLI(
+        model_class=BreakHisClassifier,
+        datamodule_class=BreakHisDataModule,
+        seed_everything_default=0,
+        trainer_defaults={"callbacks": [RunHistory(), TestReport(), Throughput(), LearningRateMonitor("epoch")]},
+        save_config_kwargs={"overwrite": True},
+        parser_kwargs={"description": _DESCRIPTION},
+        auto_configure_optimizers=False,
+        args=args,
+    )
+
+
+def _extra_verb(name: str) -> Callable[[list[str]], int]:
+    return importlib.import_module(EXTRA_VERBS[name]).main
+
+
+def main(args: ArgsType = None) -> None:
+    """Entry point of ``breakhis`` (and ``python -m breakhis_lit``).
+
+    Args:
+        args: Command-line arguments; ``None`` reads ``sys.argv``.
+    """
+    argv = list(sys.argv[1:] if args is None else args) if not isinstance(args, dict) else None
+    try:
+        if argv and argv[0] in EXTRA_VERBS:
+            code = _extra_verb(argv[0])(argv[1:])
+            if code:
+                raise SystemExit(code)
+            return
+        _lightning_main(args)
+    except BreakHisError as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        raise SystemExit(130) from None
+
+
+if __name__ == "__main__":  # pragma: no cover
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    main()

@@ -1,0 +1,27 @@
+"""Metrics: imbalanced-learn's G-mean and IBA as torchmetrics, the per-stage collection, patient-level scores."""
+
+from breakhis_lit.metrics.auroc import BinaryExactAUROC, MulticlassExactAUROC
+from breakhis_lit.metrics.collection import ClassificationMetrics
+from breakhis_lit.metrics.imbalanced import BinaryGMean, BinaryIBA, MulticlassGMean, MulticlassIBA
+from breakhis_lit.metrics.patient import patient_level_metrics
+from breakhis_lit.metrics.stat_scores import (
+    BinaryBalancedAccuracy,
+    BinaryF1PerClass,
+    BinaryMacroF1,
+    MulticlassBalancedAccuracy,
+)
+
+__all__ = [
+    "BinaryBalancedAccuracy",
+    "BinaryExactAUROC",
+    "BinaryF1PerClass",
+    "BinaryGMean",
+    "BinaryIBA",
+    "BinaryMacroF1",
+    "ClassificationMetrics",
+    "MulticlassBalancedAccuracy",
+    "MulticlassExactAUROC",
+    "MulticlassGMean",
+    "MulticlassIBA",
+    "patient_level_metrics",
+]

@@ -1,0 +1,306 @@
+"""G-mean and index balanced accuracy (IBA) as torchmetrics metrics, exactly as imbalanced-learn defines them.
+
+The reference is ``imblearn.metrics.geometric_mean_score`` and
+``imblearn.metrics.make_index_balanced_accuracy(alpha=0.1, squared=True)(geometric_mean_score)``, both called
+with their default arguments (``average="multiclass"``, ``labels=None``, ``correction=0.0``). With that default
+imbalanced-learn works on the *present* classes ``P``: those found in the targets or in the predictions.
+
+* G-mean: the geometric mean of the per-class recalls over ``P``; a recall of exactly 0 is replaced by
+  ``correction`` (so, by default, one missed class makes the G-mean 0).
+* IBA: ``(1 + alpha * dominance) * gmean**2`` where the dominance is the macro sensitivity minus the macro
+  specificity over ``P`` (imbalanced-learn maps ``average="multiclass"`` to ``"macro"`` for the dominance).
+
+Two consequences of imbalanced-learn's definitions are kept on purpose. In the binary case the macro sensitivity
+equals the macro specificity, so the default IBA is exactly ``gmean**2``; pass ``average="binary"`` to
+``BinaryIBA`` for García et al.'s original dominance ``TPR - TNR``. When only one class is present at all and it is
+predicted perfectly, the G-mean is 1 and the IBA ``1 + alpha`` (specificity is 0/0, taken as 0).
+
+All metrics keep sum-reducible stat-score states (see :mod:`breakhis_lit.metrics.stat_scores`), so they synchronise
+under DDP and share a compute group with the other stat-score metrics of a ``MetricCollection``.
+"""
+
+from typing import Any, Literal
+
+import torch
+from torch import Tensor
+
+from breakhis_lit.metrics.stat_scores import (
+    BinaryCountMetric,
+    ClassCounts,
+    MulticlassCountMetric,
+    masked_mean,
+    safe_divide,
+)
+
+BinaryAverage = Literal["multiclass", "binary"]
+
+
+def geometric_mean_from_counts(counts: ClassCounts, correction: float = 0.0) -> Tensor:
+    r"""``imblearn.metrics.geometric_mean_score(average="multiclass")`` from per-class counts.
+
+    .. math:: \text{G-mean} = \Big(\prod_{c \in P} r_c\Big)^{1/|P|}, \quad
+        r_c = \begin{cases} \frac{TP_c}{TP_c + FN_c} & \text{if this is } > 0 \\
+        \text{correction} & \text{otherwise} \end{cases}, \quad
+        P = \{c : TP_c + FP_c + FN_c > 0\}
+
+    Args:
+        counts: Per-class one-vs-rest counts.
+        correction: Value substituted for a recall of 0 (imbalanced-learn's ``correction``).
+
+    Returns:
+        A scalar tensor; 0 when there are no samples.
+    """
+    present = counts.present
+    recall = safe_divide(counts.tp, counts.support)
+    recall = torch.where(recall == 0, torch.full_like(recall, correction), recall)
+    if not bool(present.any()):
+        return recall.new_zeros(())
+    recall = recall[present]
+    if bool((recall == 0).any()):
+        return recall.new_zeros(())
+    return torch.exp(torch.log(recall).mean())  # the formula of scipy.stats.gmean
+
+
+def macro_sensitivity_specificity(counts: ClassCounts) -> tuple[Tensor, Tensor]:
+    r"""``sensitivity_specificity_support(average="macro")``: mean TPR and mean TNR over the present classes.
+
+    .. math:: \text{sens} = \frac{1}{|P|} \sum_{c \in P} \frac{TP_c}{TP_c + FN_c}, \qquad
+        \text{spec} = \frac{1}{|P|} \sum_{c \in P} \frac{TN_c}{TN_c + FP_c}
+
+    with 0 for a 0/0 ratio, and both 0 when there are no samples.
+    """
+    present = counts.present
+    sensitivity = safe_divide(counts.tp, counts.tp + counts.fn)
+    specificity = safe_divide(counts.tn, counts.tn + counts.fp)
+    return masked_mean(sensitivity, present), masked_mean(specificity, present)
+
+
+def binary_sensitivity_specificity(counts: ClassCounts) -> tuple[Tensor, Tensor]:
+    r"""``sensitivity_specificity_support(average="binary", pos_label=1)`` from two-class counts.
+
+    ``sens = TP / (TP + FN)`` and ``spec = TN / (TN + FP)`` of class 1, with 0 for a 0/0 ratio; both are 0 when
+    class 1 appears neither in the targets nor in the predictions (imbalanced-learn returns ``(0, 0)`` then).
+    """
+    zero = counts.tp.new_zeros(())
+    if not bool(counts.present[1]):
+        return zero, zero
+    sensitivity = safe_divide(counts.tp[1], counts.tp[1] + counts.fn[1])
+    specificity = safe_divide(counts.tn[1], counts.tn[1] + counts.fp[1])
+    return sensitivity, specificity
+
+
+def index_balanced_accuracy(
+    score: Tensor, sensitivity: Tensor, specificity: Tensor, alpha: float = 0.1, squared: bool = True
+) -> Tensor:
+    r"""imbalanced-learn's IBA correction of a score.
+
+    .. math:: \text{IBA}_\alpha = (1 + \alpha\,(\text{sens} - \text{spec})) \cdot \text{score}^{2 \text{ if squared}}
+    """
+    if squared:
+        score = score**2
+    return (1.0 + alpha * (sensitivity - specificity)) * score
+
+
+def _check_common(correction: float, alpha: float = 0.1) -> None:
+    if not correction >= 0:
+        raise ValueError(f"correction must be >= 0, got {correction}")
+    if not isinstance(alpha, (int, float)):
+        raise ValueError(f"alpha must be a number, got {alpha!r}")
+
+
+class BinaryGMean(BinaryCountMetric):
+    r"""G-mean of a binary classifier, as ``imblearn.metrics.geometric_mean_score``.
+
+    With the default ``average="multiclass"`` (imbalanced-learn's default):
+
+    .. math:: \text{G-mean} = \Big(\prod_{c \in P} \frac{TP_c}{TP_c + FN_c}\Big)^{1/|P|}
+        = \sqrt{\text{TPR} \cdot \text{TNR}} \text{ when both classes are present}
+
+    over the present classes ``P`` (targets or predictions), a zero recall being replaced by ``correction``.
+    With ``average="binary"`` it is ``sqrt(TPR * TNR)`` of class 1, as ``geometric_mean_score(average="binary")``
+    (0 when class 1 is absent from both targets and predictions; ``correction`` is ignored).
+
+    Inputs of ``update(preds, target)``: probabilities of the positive class ``[N]`` (predicted positive when
+    ``> threshold``) or hard 0/1 predictions, and 0/1 targets ``[N]``.
+
+    Args:
+        threshold: Probability above which a sample is predicted positive.
+        average: ``"multiclass"`` (imbalanced-learn's default) or ``"binary"``.
+        correction: Value substituted for a recall of 0 (``average="multiclass"`` only).
+        ignore_index: Target value whose samples are ignored.
+        validate_args: Check the arguments and input tensors (costs a device sync per update).
+        kwargs: Passed on to ``torchmetrics.Metric``.
+    """
+
+    def __init__(
+        self,
+        threshold: float = 0.5,
+        average: BinaryAverage = "multiclass",
+        correction: float = 0.0,
+        ignore_index: int | None = None,
+        validate_args: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(threshold=threshold, ignore_index=ignore_index, validate_args=validate_args, **kwargs)
+        if average not in ("multiclass", "binary"):
+            raise ValueError(f"average must be 'multiclass' or 'binary', got {average!r}")
+        _check_common(correction)
+        self.average = average
+        self.correction = float(correction)
+
+    def _gmean(self, counts: ClassCounts) -> Tensor:
+        if self.average == "binary":
+            sensitivity, specificity = binary_sensitivity_specificity(counts)
+            return torch.sqrt(sensitivity * specificity)
+        return geometric_mean_from_counts(counts, self.correction)
+
+    def compute(self) -> Tensor:
+        """G-mean of everything seen since the last reset (a float32 scalar)."""
+        return self._gmean(self.class_counts()).float()
+
+
+class BinaryIBA(BinaryGMean):
+    r"""Index balanced accuracy of the G-mean: ``make_index_balanced_accuracy(alpha, squared)(geometric_mean_score)``.
+
+    .. math:: \text{IBA}_\alpha = (1 + \alpha \cdot \text{Dom}) \cdot \text{G-mean}^2
+
+    With the default ``average="multiclass"`` (imbalanced-learn's default call) ``Dom`` is the macro sensitivity
+    minus the macro specificity over the present classes, which is 0 whenever both classes are present, so the
+    IBA equals ``G-mean**2`` (and ``1 + alpha`` when a single class is present and predicted perfectly). With
+    ``average="binary"`` (García et al.'s definition, ``geometric_mean_score(..., average="binary")``),
+    ``Dom = TPR - TNR`` of class 1 and ``G-mean = sqrt(TPR * TNR)``.
+
+    Args:
+        threshold: Probability above which a sample is predicted positive.
+        average: ``"multiclass"`` (imbalanced-learn's default) or ``"binary"``.
+        alpha: Weight of the dominance.
+        squared: Square the G-mean before weighting it.
+        correction: Value substituted for a recall of 0 in the G-mean (``average="multiclass"`` only).
+        ignore_index: Target value whose samples are ignored.
+        validate_args: Check the arguments and input tensors (costs a device sync per update).
+        kwargs: Passed on to ``torchmetrics.Metric``.
+    """
+
+    plot_upper_bound: float = 1.1
+
+    def __init__(
+        self,
+        threshold: float = 0.5,
+        average: BinaryAverage = "multiclass",
+        alpha: float = 0.1,
+        squared: bool = True,
+        correction: float = 0.0,
+        ignore_index: int | None = None,
+        validate_args: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            threshold=threshold,
+            average=average,
+            correction=correction,
+            ignore_index=ignore_index,
+            validate_args=validate_args,
+            **kwargs,
+        )
+        _check_common(correction, alpha)
+        self.alpha = float(alpha)
+        self.squared = bool(squared)
+
+    def compute(self) -> Tensor:
+        """IBA of everything seen since the last reset (a float32 scalar)."""
+        counts = self.class_counts()
+        if self.average == "binary":
+            sensitivity, specificity = binary_sensitivity_specificity(counts)
+        else:
+            sensitivity, specificity = macro_sensitivity_specificity(counts)
+        score = self._gmean(counts)
+        return index_balanced_accuracy(score, sensitivity, specificity, self.alpha, self.squared).float()
+
+
+class MulticlassGMean(MulticlassCountMetric):
+    r"""G-mean of a multiclass classifier, as ``imblearn.metrics.geometric_mean_score`` (``average="multiclass"``).
+
+    .. math:: \text{G-mean} = \Big(\prod_{c \in P} r_c\Big)^{1/|P|}, \quad
+        r_c = \frac{TP_c}{TP_c + FN_c} \text{ (or correction if that is 0)}, \quad
+        P = \{c : TP_c + FP_c + FN_c > 0\}
+
+    A class that is predicted but absent from the targets has recall 0, so it makes the G-mean 0 (or brings in
+    ``correction``); a class absent from both targets and predictions is left out.
+
+    Inputs of ``update(preds, target)``: probabilities ``[N, C]`` (the arg-max is the prediction) or class indices
+    ``[N]``, and class-index targets ``[N]``.
+
+    Args:
+        num_classes: Number of classes ``C``.
+        correction: Value substituted for a recall of 0.
+        ignore_index: Target value whose samples are ignored.
+        validate_args: Check the arguments and input tensors (costs a device sync per update).
+        kwargs: Passed on to ``torchmetrics.Metric``.
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        correction: float = 0.0,
+        ignore_index: int | None = None,
+        validate_args: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(num_classes=num_classes, ignore_index=ignore_index, validate_args=validate_args, **kwargs)
+        _check_common(correction)
+        self.correction = float(correction)
+
+    def compute(self) -> Tensor:
+        """G-mean of everything seen since the last reset (a float32 scalar)."""
+        return geometric_mean_from_counts(self.class_counts(), self.correction).float()
+
+
+class MulticlassIBA(MulticlassGMean):
+    r"""Index balanced accuracy of the G-mean: ``make_index_balanced_accuracy(alpha, squared)(geometric_mean_score)``.
+
+    .. math:: \text{IBA}_\alpha = (1 + \alpha\,(\overline{\text{sens}} - \overline{\text{spec}}))
+        \cdot \text{G-mean}^2
+
+    where the G-mean is :class:`MulticlassGMean`'s and the dominance uses the macro sensitivity
+    ``mean_c TP_c / (TP_c + FN_c)`` and macro specificity ``mean_c TN_c / (TN_c + FP_c)`` over the present classes
+    (imbalanced-learn turns ``average="multiclass"`` into ``"macro"`` there; ``correction`` only enters the G-mean).
+
+    Args:
+        num_classes: Number of classes ``C``.
+        alpha: Weight of the dominance.
+        squared: Square the G-mean before weighting it.
+        correction: Value substituted for a recall of 0 in the G-mean.
+        ignore_index: Target value whose samples are ignored.
+        validate_args: Check the arguments and input tensors (costs a device sync per update).
+        kwargs: Passed on to ``torchmetrics.Metric``.
+    """
+
+    plot_upper_bound: float = 1.1
+
+    def __init__(
+        self,
+        num_classes: int,
+        alpha: float = 0.1,
+        squared: bool = True,
+        correction: float = 0.0,
+        ignore_index: int | None = None,
+        validate_args: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            num_classes=num_classes,
+            correction=correction,
+            ignore_index=ignore_index,
+            validate_args=validate_args,
+            **kwargs,
+        )
+        _check_common(correction, alpha)
+        self.alpha = float(alpha)
+        self.squared = bool(squared)
+
+    def compute(self) -> Tensor:
+        """IBA of everything seen since the last reset (a float32 scalar)."""
+        counts = self.class_counts()
+        sensitivity, specificity = macro_sensitivity_specificity(counts)
+        score = geometric_mean_from_counts(counts, self.correction)
+        return index_balanced_accuracy(score, sensitivity, specificity, self.alpha, self.squared).float()

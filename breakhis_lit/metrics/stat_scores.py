@@ -1,0 +1,221 @@
+"""Per-class confusion counts from torchmetrics stat-score states, and scikit-learn-exact metrics built on them.
+
+Every metric here subclasses a torchmetrics stat-score metric, so it keeps the four sum-reducible states
+``tp``, ``fp``, ``tn``, ``fn`` (synchronised under DDP with ``dist_reduce_fx="sum"``) and only overrides
+``compute``. Because the states are identical to those of ``BinaryAccuracy``, ``MulticlassPrecision(average="macro")``
+and friends, a ``MetricCollection`` can put all of them in one compute group.
+
+"Present" classes follow scikit-learn's ``labels=None`` convention: the classes that occur in the targets or in the
+predictions (``tp + fp + fn > 0``); torchmetrics' macro averages use the same set.
+"""
+
+from typing import Any, NamedTuple
+
+import torch
+from torch import Tensor
+from torchmetrics.classification import BinaryStatScores, MulticlassStatScores
+
+
+class ClassCounts(NamedTuple):
+    """One-vs-rest confusion counts per class, each a float tensor of shape ``[C]``."""
+
+    tp: Tensor
+    fp: Tensor
+    tn: Tensor
+    fn: Tensor
+
+    @property
+    def support(self) -> Tensor:
+        """Number of samples whose true class is ``c`` (``tp + fn``)."""
+        return self.tp + self.fn
+
+    @property
+    def present(self) -> Tensor:
+        """Boolean mask of classes seen in the targets or the predictions (``tp + fp + fn > 0``)."""
+        return (self.tp + self.fp + self.fn) > 0
+
+
+def compute_dtype(device: torch.device) -> torch.dtype:
+    """Float type used to turn counts into scores: float64, except on MPS, which lacks it."""
+    return torch.float32 if device.type == "mps" else torch.float64
+
+
+def safe_divide(numerator: Tensor, denominator: Tensor) -> Tensor:
+    """Elementwise ``numerator / denominator`` with 0 where the denominator is 0 (scikit-learn's zero_division=0)."""
+    zero = denominator == 0
+    return torch.where(zero, torch.zeros_like(numerator), numerator / torch.where(zero, 1, denominator))
+
+
+def masked_mean(values: Tensor, mask: Tensor) -> Tensor:
+    """Mean of ``values[mask]``, or 0 when the mask is empty."""
+    count = mask.sum()
+    return safe_divide(torch.where(mask, values, 0).sum(), count.to(values.dtype))
+
+
+def balanced_accuracy_from_counts(counts: ClassCounts) -> Tensor:
+    r"""Balanced accuracy exactly as ``sklearn.metrics.balanced_accuracy_score``.
+
+    .. math:: \text{BA} = \frac{1}{|K|} \sum_{c \in K} \frac{TP_c}{TP_c + FN_c},
+        \qquad K = \{c : TP_c + FN_c > 0\}
+
+    Classes absent from the targets are left out (scikit-learn drops their NaN recall), so a class that is only
+    predicted does not drag the score down; 0 when there are no samples.
+    """
+    support = counts.support
+    return masked_mean(safe_divide(counts.tp, support), support > 0)
+
+
+def f1_per_class_from_counts(counts: ClassCounts) -> Tensor:
+    r"""F1 of every class taken as the positive one, ``2 TP_c / (2 TP_c + FP_c + FN_c)`` (0 when undefined)."""
+    return safe_divide(2 * counts.tp, 2 * counts.tp + counts.fp + counts.fn)
+
+
+def macro_f1_from_counts(counts: ClassCounts) -> Tensor:
+    r"""Macro F1 as ``sklearn.metrics.f1_score(average="macro")``: the mean per-class F1 over present classes."""
+    return masked_mean(f1_per_class_from_counts(counts), counts.present)
+
+
+class BinaryCountMetric(BinaryStatScores):
+    """Base class: binary stat scores whose ``compute`` works on per-class counts ``[negative, positive]``.
+
+    Inputs of ``update(preds, target)``: ``preds`` are probabilities of the positive class (thresholded with
+    ``preds > threshold``, like every torchmetrics binary metric) or hard 0/1 predictions, shape ``[N]``; ``target``
+    holds 0/1 labels, shape ``[N]``.
+
+    Args:
+        threshold: Probability above which a sample is predicted positive.
+        ignore_index: Target value whose samples are ignored.
+        validate_args: Check the arguments and input tensors (costs a device sync per update).
+        kwargs: Passed on to ``torchmetrics.Metric``.
+    """
+
+    is_differentiable: bool = False
+    higher_is_better: bool | None = True
+    full_state_update: bool = False
+    plot_lower_bound: float = 0.0
+    plot_upper_bound: float = 1.0
+
+    def __init__(
+        self,
+        threshold: float = 0.5,
+        ignore_index: int | None = None,
+        validate_args: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            threshold=threshold,
+            multidim_average="global",
+            ignore_index=ignore_index,
+            validate_args=validate_args,
+            **kwargs,
+        )
+
+    def class_counts(self) -> ClassCounts:
+        """Per-class one-vs-rest counts; index 0 is the negative class, index 1 the positive one."""
+        tp, fp, tn, fn = (state.sum() for state in self._final_state())
+        dtype = compute_dtype(tp.device)
+        tp, fp, tn, fn = (value.to(dtype) for value in (tp, fp, tn, fn))
+        # For the negative class the roles swap: its TP are our TN, its FP our FN, and so on.
+        return ClassCounts(
+            tp=torch.stack([tn, tp]),
+            fp=torch.stack([fn, fp]),
+            tn=torch.stack([tp, tn]),
+            fn=torch.stack([fp, fn]),
+        )
+
+
+class MulticlassCountMetric(MulticlassStatScores):
+    """Base class: multiclass stat scores (top-1, per-class states) whose ``compute`` works on per-class counts.
+
+    Inputs of ``update(preds, target)``: ``preds`` are probabilities ``[N, C]`` (the arg-max is the prediction) or
+    class indices ``[N]``; ``target`` holds class indices ``[N]``.
+
+    Args:
+        num_classes: Number of classes ``C``.
+        ignore_index: Target value whose samples are ignored.
+        validate_args: Check the arguments and input tensors (costs a device sync per update).
+        kwargs: Passed on to ``torchmetrics.Metric``.
+    """
+
+    is_differentiable: bool = False
+    higher_is_better: bool | None = True
+    full_state_update: bool = False
+    plot_lower_bound: float = 0.0
+    plot_upper_bound: float = 1.0
+
+    def __init__(
+        self,
+        num_classes: int,
+        ignore_index: int | None = None,
+        validate_args: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            num_classes=num_classes,
+            top_k=1,
+            average="macro",  # keeps one count per class; the reduction happens in compute
+            multidim_average="global",
+            ignore_index=ignore_index,
+            validate_args=validate_args,
+            **kwargs,
+        )
+
+    def class_counts(self) -> ClassCounts:
+        """Per-class one-vs-rest counts, each of shape ``[C]``."""
+        tp, fp, tn, fn = self._final_state()
+        dtype = compute_dtype(tp.device)
+        return ClassCounts(tp=tp.to(dtype), fp=fp.to(dtype), tn=tn.to(dtype), fn=fn.to(dtype))
+
+
+class BinaryBalancedAccuracy(BinaryCountMetric):
+    r"""Balanced accuracy for binary tasks, ``(TPR + TNR) / 2``, exactly as ``balanced_accuracy_score``.
+
+    .. math:: \text{BA} = \frac{1}{|K|} \sum_{c \in K} \frac{TP_c}{TP_c + FN_c},
+        \qquad K = \{c : TP_c + FN_c > 0\}
+
+    When the targets hold a single class, it is that class's recall.
+    """
+
+    def compute(self) -> Tensor:
+        """Balanced accuracy of everything seen since the last reset."""
+        return balanced_accuracy_from_counts(self.class_counts()).float()
+
+
+class MulticlassBalancedAccuracy(MulticlassCountMetric):
+    r"""Balanced accuracy (mean recall over classes present in the targets), exactly as ``balanced_accuracy_score``.
+
+    .. math:: \text{BA} = \frac{1}{|K|} \sum_{c \in K} \frac{TP_c}{TP_c + FN_c},
+        \qquad K = \{c : TP_c + FN_c > 0\}
+
+    Unlike ``MulticlassRecall(average="macro")``, a class that is predicted but absent from the targets is left out
+    instead of counting as recall 0.
+    """
+
+    def compute(self) -> Tensor:
+        """Balanced accuracy of everything seen since the last reset."""
+        return balanced_accuracy_from_counts(self.class_counts()).float()
+
+
+class BinaryF1PerClass(BinaryCountMetric):
+    r"""F1 with each class as the positive one: ``[F1_negative, F1_positive]``, shape ``[2]``.
+
+    .. math:: F1_c = \frac{2\,TP_c}{2\,TP_c + FP_c + FN_c}
+
+    ``F1_positive`` equals ``BinaryF1Score``; ``F1_negative = 2TN / (2TN + FN + FP)``; 0 where undefined.
+    """
+
+    def compute(self) -> Tensor:
+        """Both per-class F1 scores of everything seen since the last reset."""
+        return f1_per_class_from_counts(self.class_counts()).float()
+
+
+class BinaryMacroF1(BinaryCountMetric):
+    r"""Macro F1 for binary tasks, exactly as ``f1_score(average="macro")``.
+
+    .. math:: F1_\text{macro} = \frac{1}{|P|} \sum_{c \in P} \frac{2\,TP_c}{2\,TP_c + FP_c + FN_c},
+        \qquad P = \{c : TP_c + FP_c + FN_c > 0\}
+    """
+
+    def compute(self) -> Tensor:
+        """Macro F1 of everything seen since the last reset."""
+        return macro_f1_from_counts(self.class_counts()).float()

@@ -1,0 +1,241 @@
+"""The LightningModule: an injected backbone trained with cross-entropy and evaluated with the paper's metrics."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from torch import Tensor, nn
+from typing_extensions import override
+
+from breakhis_lit.errors import BreakHisError
+from breakhis_lit.metrics import ClassificationMetrics
+
+_STAGES = ("train", "val", "test")
+
+
+class BreakHisClassifier(L.LightningModule):
+    """Image classifier for BreakHis (benign/malignant or the 8 subtypes).
+
+    The network is injected (``backbone``: any module of :mod:`breakhis_lit.models` mapping normalised
+    images to logits), so one class trains DALA-ResNet50 and every baseline. The module owns the loss,
+    the optimiser and the per-stage metrics; files (history, metrics.json, predictions) are written by
+    callbacks from what it exposes.
+
+    Args:
+        backbone: The network. Its ``load_pretrained()`` runs once at the start of ``fit`` (never when a
+            checkpoint is restored), so ImageNet weights are not downloaded again for ``test``.
+        class_weights: ``"balanced"`` weighs the cross-entropy by ``n / (num_classes * count)`` of the
+            training split; ``"none"`` leaves it unweighted (the paper).
+        label_smoothing: Cross-entropy label smoothing.
+        lr: Learning rate of the default optimiser (AdamW; the paper uses 1e-4).
+        weight_decay: Weight decay of the default optimiser.
+        optimizer: Optional optimiser factory from the config (``class_path`` + ``init_args``); when
+            given it replaces the default AdamW and ``lr``/``weight_decay`` are ignored.
+        lr_scheduler: Optional learning-rate scheduler factory (stepped per epoch).
+        channels_last: Run convolutional backbones in channels-last memory format (faster on GPUs).
+        compile: Compile the backbone with ``torch.compile`` (opt-in; pays off on long GPU runs).
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        class_weights: Literal["none", "balanced"] = "none",
+        label_smoothing: float = 0.0,
+        lr: float = 1e-4,
+        weight_decay: float = 1e-4,
+        optimizer: OptimizerCallable | None = None,
+        lr_scheduler: LRSchedulerCallable | None = None,
+        channels_last: bool = True,
+        compile: bool = False,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(logger=False)
+        self.backbone = backbone
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = lr_scheduler
+        self.use_channels_last = channels_last and bool(getattr(backbone, "channels_last", False))
+        self.register_buffer("loss_weight", torch.empty(0), persistent=False)
+        self.register_buffer("nonfinite_step", torch.tensor(-1), persistent=False)
+        self.metrics: nn.ModuleDict = nn.ModuleDict()
+        self.eval_outputs: dict[str, dict[str, Tensor]] = {}
+        """Gathered ``probs``, ``label`` and ``index`` of the last val/test/predict epoch (for callbacks)."""
+        self.epoch_metrics: dict[str, dict[str, Tensor]] = {}
+        """Scalar metrics computed at the end of the last epoch of each stage."""
+        self.confusion: dict[str, Tensor] = {}
+        """Confusion matrix (rows true, columns predicted) of the last epoch of each stage."""
+        self._eval_buffers: dict[str, list[tuple[Tensor, Tensor, Tensor]]] = {}
+        self._loss_sums: dict[str, Tensor] = {}
+        self._compiled = False
+
+    @property
+    def num_classes(self) -> int:
+        """Number of output classes of the backbone."""
+        return int(self.backbone.num_classes)
+
+    @override
+    def setup(self, stage: str) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        classes = list(getattr(datamodule, "classes", [])) or [str(i) for i in range(self.num_classes)]
+        if len(classes) != self.num_classes:
+            raise BreakHisError(
+                f"model.init_args.backbone.init_args.num_classes={self.num_classes} but data.task "
+                f"'{getattr(datamodule, 'task', '?')}' has {len(classes)} classes; set num_classes: {len(classes)}"
+            )
+        self.class_names = classes
+        if not self.metrics:
+            self.metrics = nn.ModuleDict({s: ClassificationMetrics(classes, prefix=f"{s}/") for s in _STAGES})
+        if stage == "fit":
+            if self.trainer.ckpt_path is None and hasattr(self.backbone, "load_pretrained"):
+                self.backbone.load_pretrained()
+            if self.hparams.class_weights == "balanced":
+                counts = datamodule.train_class_counts().float()
+                self.loss_weight = counts.sum() / (len(counts) * counts.clamp(min=1))
+        if self.use_channels_last:
+            self.backbone.to(memory_format=torch.channels_last)
+        if self.hparams.compile and not self._compiled:
+            self.backbone.compile()
+            self._compiled = True
+
+    @override
+    def forward(self, x: Tensor) -> Tensor:
+        if self.use_channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.backbone(x)
+
+    def _loss(self, logits: Tensor, labels: Tensor) -> Tensor:
+        weight = self.loss_weight if self.loss_weight.numel() else None
+        return F.cross_entropy(logits.float(), labels, weight=weight, label_smoothing=self.hparams.label_smoothing)
+
+    def _step(self, batch: dict[str, Tensor], stage: str) -> Tensor:
+        logits = self(batch["image"])
+        labels = batch["label"]
+        loss = self._loss(logits, labels)
+        if stage == "train":
+            # Remember the first non-finite step on the device: no host synchronisation per step.
+            first = (self.nonfinite_step < 0) & ~torch.isfinite(loss.detach())
+            self.nonfinite_step = torch.where(first, self.global_step, self.nonfinite_step)
+        probs = logits.detach().float().softmax(dim=-1)
+        self.metrics[stage].update(probs, labels)
+        n = labels.numel()
+        total = self._loss_sums.get(stage)
+        step_sum = torch.stack([loss.detach() * n, torch.tensor(float(n), device=loss.device)])
+        self._loss_sums[stage] = step_sum if total is None else total + step_sum
+        if stage != "train":
+            self._eval_buffers.setdefault(stage, []).append((probs, labels, batch["index"]))
+        return loss
+
+    @override
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        return self._step(batch, "train")
+
+    @override
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        self._step(batch, "val")
+
+    @override
+    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        self._step(batch, "test")
+
+    @override
+    def predict_step(self, batch: dict[str, Tensor], batch_idx: int, dataloader_idx: int = 0) -> dict[str, Tensor]:
+        probs = self(batch["image"]).float().softmax(dim=-1)
+        return {"probs": probs, "index": batch["index"]}
+
+    def _reset(self, stage: str) -> None:
+        if stage in self.metrics:
+            self.metrics[stage].reset()
+        self._loss_sums.pop(stage, None)
+        self._eval_buffers.pop(stage, None)
+
+    def _end_epoch(self, stage: str) -> None:
+        """Compute, reduce across processes and log the epoch's metrics for ``stage``."""
+        sums = self._loss_sums.pop(stage, None)
+        if sums is None:
+            return
+        sums = self.trainer.strategy.reduce(sums, reduce_op="sum")
+        loss = sums[0] / sums[1].clamp(min=1)
+        values = {f"{stage}/loss": loss, **self.metrics[stage].compute()}
+        self.confusion[stage] = self.metrics[stage].confusion_matrix().cpu()
+        self.metrics[stage].reset()
+        self.epoch_metrics[stage] = {k: v.detach() for k, v in values.items()}
+        # Values are already reduced across processes; sync_dist would reduce them a second time.
+        shown = {f"{stage}/loss", f"{stage}/accuracy"}
+        self.log_dict({k: v for k, v in values.items() if k in shown}, prog_bar=True)
+        self.log_dict({k: v for k, v in values.items() if k not in shown}, prog_bar=False)
+        buffers = self._eval_buffers.pop(stage, [])
+        if buffers:
+            probs, labels, index = (torch.cat(t) for t in zip(*buffers, strict=True))
+            gathered = self.all_gather({"probs": probs, "label": labels, "index": index})
+            if self.trainer.world_size > 1:
+                gathered = {k: v.flatten(0, 1) for k, v in gathered.items()}
+            self.eval_outputs[stage] = {k: v.detach().cpu() for k, v in gathered.items()}
+
+    @override
+    def on_train_start(self) -> None:
+        # The sanity check ran validation batches through the metrics: start clean.
+        for stage in _STAGES:
+            self._reset(stage)
+
+    @override
+    def on_train_epoch_start(self) -> None:
+        self._reset("train")
+
+    @override
+    def on_test_epoch_start(self) -> None:
+        self._reset("test")
+
+    def _check_finite(self) -> None:
+        """Stop the run (before any checkpoint of this epoch is written) if a training loss was not finite."""
+        step = int(self.trainer.strategy.reduce(self.nonfinite_step.float(), reduce_op="max"))
+        if step >= 0:
+            raise BreakHisError(
+                f"training loss became non-finite in epoch {self.current_epoch} at step {step}; lower the "
+                "learning rate or check the data (the last good checkpoint is the previous last.ckpt)"
+            )
+
+    @override
+    def on_train_epoch_end(self) -> None:
+        self._check_finite()
+        self._end_epoch("train")
+
+    @override
+    def on_validation_epoch_start(self) -> None:
+        if not self.trainer.sanity_checking and self.trainer.state.fn == "fit":
+            self._check_finite()
+        self._reset("val")
+
+    @override
+    def on_validation_epoch_end(self) -> None:
+        if self.trainer.sanity_checking:
+            self._reset("val")
+            return
+        self._end_epoch("val")
+
+    @override
+    def on_test_epoch_end(self) -> None:
+        self._end_epoch("test")
+
+    @override
+    def configure_optimizers(self) -> Any:
+        if self.optimizer_factory is not None:
+            optimizer = self.optimizer_factory(self.parameters())
+        else:
+            fused = self.device.type == "cuda"
+            optimizer = torch.optim.AdamW(
+                self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay, fused=fused
+            )
+        if self.scheduler_factory is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer)}}
+
+    def parameter_counts(self) -> dict[str, int]:
+        """Total and trainable parameters of the backbone."""
+        params = list(self.backbone.parameters())
+        return {
+            "params_total": sum(p.numel() for p in params),
+            "params_trainable": sum(p.numel() for p in params if p.requires_grad),
+        }

@@ -1,0 +1,336 @@
+"""Report figures (PNG): training curves, confusion matrices and Grad-CAM pairs per model x magnification."""
+
+import re
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+from PIL import Image
+
+from breakhis_lit.reporting.runs import (
+    GroupKey,
+    Run,
+    group_runs,
+    magnification_order,
+    model_order,
+    split_label,
+    task_order,
+)
+
+DPI = 100
+STAGES: tuple[tuple[str, str, str], ...] = (("train", "train", "tab:blue"), ("val", "validation", "tab:orange"))
+BENIGN_SUBTYPES = ("adenosis", "fibroadenoma", "phyllodes_tumor", "tubular_adenoma", "A", "F", "PT", "TA")
+MALIGNANT_SUBTYPES = (
+    "ductal_carcinoma",
+    "lobular_carcinoma",
+    "mucinous_carcinoma",
+    "papillary_carcinoma",
+    "DC",
+    "LC",
+    "MC",
+    "PC",
+)
+MAX_IMAGE_SIDE = 384
+
+RowKey = tuple[str, str, str, str]
+"""(task, model, split, group_by): one row of panels; columns are magnifications."""
+
+
+def _layout(keys: Iterable[GroupKey]) -> tuple[list[RowKey], list[str]]:
+    keys = list(keys)
+    rows = sorted(
+        {(k[0], k[1], k[3], k[4]) for k in keys},
+        key=lambda r: (task_order(r[0]), model_order(r[1]), r[2], r[3]),
+    )
+    columns = sorted({k[2] for k in keys}, key=magnification_order)
+    return rows, columns
+
+
+def _row_labeller(rows: Sequence[RowKey]):
+    several_tasks = len({r[0] for r in rows}) > 1
+    several_splits = len({(r[2], r[3]) for r in rows}) > 1
+
+    def label(row: RowKey) -> str:
+        text = row[1]
+        if several_tasks:
+            text += f" [{row[0]}]"
+        if several_splits:
+            text += f" · {split_label(row[2], row[3])}"
+        return text
+
+    return label
+
+
+def _mag_label(magnification: str) -> str:
+    return f"{magnification}×" if magnification[:1].isdigit() else f"{magnification} mag."
+
+
+def _new_figure(width: float, height: float) -> Figure:
+    figure = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def _save(figure: Figure, out: str | Path) -> Path:
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(out, dpi=DPI)
+    return out
+
+
+def history_series(run: Run, stage: str, metric: str) -> dict[float, float]:
+    """One run's per-epoch values of ``<stage>/<metric>`` (also accepts ``..._epoch`` and ``stage_metric``)."""
+    for name in (f"{stage}/{metric}", f"{stage}/{metric}_epoch", f"{stage}_{metric}"):
+        series = {row["epoch"]: row[name] for row in run.history if row.get(name) is not None}
+        if series:
+            return series
+    return {}
+
+
+def aggregate_series(series: Sequence[dict[float, float]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-epoch mean and sample std (0 with one run) over the runs that reached each epoch.
+
+    Args:
+        series: one ``{epoch: value}`` per run.
+
+    Returns:
+        (epochs, mean, std) arrays.
+    """
+    epochs = sorted({epoch for values in series for epoch in values})
+    means, stds = [], []
+    for epoch in epochs:
+        values = [values[epoch] for values in series if epoch in values]
+        means.append(float(np.mean(values)))
+        stds.append(float(np.std(values, ddof=1)) if len(values) > 1 else 0.0)
+    return np.asarray(epochs, dtype=float), np.asarray(means), np.asarray(stds)
+
+
+def plot_curves(runs: Iterable[Run], metric: str, out: str | Path) -> Path | None:
+    """Train and validation ``metric`` per epoch, mean ± std across runs, one panel per model x magnification.
+
+    Args:
+        runs: loaded runs (their ``history.csv``).
+        metric: ``"loss"`` or ``"accuracy"`` (any metric logged as ``train/<metric>``, ``val/<metric>``).
+        out: the PNG to write.
+
+    Returns:
+        ``out``, or None (nothing written) when no run logged the metric.
+    """
+    groups = group_runs(runs)
+    data = {
+        key: {stage: aggregate_series([history_series(run, stage, metric) for run in group]) for stage, _, _ in STAGES}
+        for key, group in groups.items()
+    }
+    if not any(len(epochs) for stages in data.values() for epochs, _, _ in stages.values()):
+        return None
+    rows, columns = _layout(groups)
+    label = _row_labeller(rows)
+    figure = _new_figure(3.4 * len(columns) + 0.6, 2.6 * len(rows) + 0.6)
+    axes = figure.subplots(len(rows), len(columns), squeeze=False, sharey=True)
+    for ax in axes.flat:
+        ax.set_visible(False)
+    legend_drawn = False
+    for key, stages in data.items():
+        ax = axes[rows.index((key[0], key[1], key[3], key[4])), columns.index(key[2])]
+        ax.set_visible(True)
+        n_runs = len(groups[key])
+        ax.set_title(f"{label((key[0], key[1], key[3], key[4]))} · {_mag_label(key[2])} (n={n_runs})", fontsize=9)
+        drawn = False
+        for stage, stage_label, color in STAGES:
+            epochs, mean, std = stages[stage]
+            if not len(epochs):
+                continue
+            drawn = True
+            ax.errorbar(
+                epochs,
+                mean,
+                yerr=std,
+                color=color,
+                label=stage_label,
+                marker="o",
+                markersize=2.5,
+                linewidth=1.2,
+                elinewidth=0.8,
+                capsize=2,
+                errorevery=max(1, len(epochs) // 15),
+            )
+        if not drawn:
+            ax.text(0.5, 0.5, f"no {metric} in history.csv", ha="center", va="center", transform=ax.transAxes)
+        ax.set_xlabel("epoch", fontsize=8)
+        ax.set_ylabel(metric, fontsize=8)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.tick_params(labelsize=7, labelleft=True)
+        ax.grid(alpha=0.3)
+        if drawn and not legend_drawn:
+            ax.legend(fontsize=7, loc="best")
+            legend_drawn = True
+    figure.suptitle(f"{metric.replace('_', ' ')} per epoch: mean ± std over runs", fontsize=11)
+    return _save(figure, out)
+
+
+def summed_confusion(group: Sequence[Run]) -> tuple[np.ndarray | None, int]:
+    """Sum the runs' test confusion matrices (runs whose shape differs from the first are skipped).
+
+    Returns:
+        (matrix or None, number of runs summed).
+    """
+    total, used = None, 0
+    for run in group:
+        matrix = run.confusion_matrix()
+        if matrix is None or (total is not None and matrix.shape != total.shape):
+            continue
+        total = matrix.copy() if total is None else total + matrix
+        used += 1
+    return total, used
+
+
+def plot_confusion(runs: Iterable[Run], out: str | Path) -> Path | None:
+    """Test confusion matrices summed over each model x magnification group's runs.
+
+    Cells show counts and row percentages (recall per true class); colour is the row fraction.
+
+    Args:
+        runs: loaded runs.
+        out: the PNG to write.
+
+    Returns:
+        ``out``, or None (nothing written) when no run has a confusion matrix.
+    """
+    groups = group_runs(runs)
+    matrices = {key: summed_confusion(group) for key, group in groups.items()}
+    matrices = {key: value for key, value in matrices.items() if value[0] is not None}
+    if not matrices:
+        return None
+    rows, columns = _layout(matrices)
+    label = _row_labeller(rows)
+    size = 3.0 if max(m.shape[0] for m, _ in matrices.values()) <= 3 else 3.8
+    figure = _new_figure(size * len(columns) + 0.4, size * len(rows) + 0.6)
+    axes = figure.subplots(len(rows), len(columns), squeeze=False)
+    for ax in axes.flat:
+        ax.set_visible(False)
+    for key, (matrix, used) in matrices.items():
+        ax = axes[rows.index((key[0], key[1], key[3], key[4])), columns.index(key[2])]
+        ax.set_visible(True)
+        classes = groups[key][0].classes or [str(i) for i in range(matrix.shape[0])]
+        fractions = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+        ax.imshow(fractions, cmap="Blues", vmin=0.0, vmax=1.0)
+        small = matrix.shape[0] > 3
+        for (i, j), count in np.ndenumerate(matrix):
+            ax.text(
+                j,
+                i,
+                f"{count}" if small else f"{count}\n{fractions[i, j]:.0%}",
+                ha="center",
+                va="center",
+                fontsize=6 if small else 8,
+                color="white" if fractions[i, j] > 0.5 else "black",
+            )
+        ticks = range(len(classes))
+        ax.set_xticks(ticks, classes, fontsize=7, rotation=45 if small else 0)
+        ax.set_yticks(ticks, classes, fontsize=7)
+        ax.set_xlabel("predicted", fontsize=8)
+        ax.set_ylabel("true", fontsize=8)
+        runs_text = f"{used}/{len(groups[key])} runs" if used != len(groups[key]) else f"{used} runs"
+        ax.set_title(f"{label((key[0], key[1], key[3], key[4]))} · {_mag_label(key[2])}\n({runs_text})", fontsize=8)
+    figure.suptitle("test confusion matrices, summed over runs", fontsize=11)
+    return _save(figure, out)
+
+
+def gradcam_label(path: str | Path) -> str | None:
+    """Whether a Grad-CAM file shows a benign or a malignant image, from its name.
+
+    The first label word in the name wins (``test_benign_pred-malignant_0.png`` is benign); subtype
+    names and codes (``DC``, ``ductal_carcinoma``) count for their class.
+
+    Args:
+        path: the PNG (only its name is read).
+
+    Returns:
+        ``"benign"``, ``"malignant"`` or None.
+    """
+    stem = Path(path).stem
+    lower = stem.lower()
+    hits: list[tuple[int, str]] = []
+    for word, kind in (("benign", "benign"), ("malignant", "malignant")):
+        if word in lower:
+            hits.append((lower.index(word), kind))
+    for names, kind in ((BENIGN_SUBTYPES, "benign"), (MALIGNANT_SUBTYPES, "malignant")):
+        for name in names:
+            pattern = re.escape(name) if "_" in name else rf"(?<![A-Za-z0-9]){re.escape(name)}(?![A-Za-z0-9])"
+            flags = re.IGNORECASE if len(name) > 2 else 0
+            match = re.search(pattern, stem, flags)
+            if match:
+                hits.append((match.start(), kind))
+    return min(hits)[1] if hits else None
+
+
+def pick_gradcam(group: Sequence[Run], kind: str) -> tuple[Run, Path] | None:
+    """Pick one Grad-CAM PNG of ``kind`` (benign/malignant) from a group's runs.
+
+    Names mentioning ``test`` are preferred, then the first run and file in natural order.
+    """
+    candidates = [
+        ("test" not in path.name.lower(), index, position, run, path)
+        for index, run in enumerate(group)
+        for position, path in enumerate(run.gradcam_images())
+        if gradcam_label(path) == kind
+    ]
+    if not candidates:
+        return None
+    *_, run, path = min(candidates, key=lambda c: c[:3])
+    return run, path
+
+
+def _load_image(path: Path) -> np.ndarray:
+    with Image.open(path) as image:
+        image = image.convert("RGB")
+        image.thumbnail((MAX_IMAGE_SIDE, MAX_IMAGE_SIDE))
+        return np.asarray(image)
+
+
+def plot_gradcam_pairs(runs: Iterable[Run], out: str | Path) -> Path | None:
+    """One benign and one malignant Grad-CAM overlay per model x magnification (the paper's Fig. 8).
+
+    Images come from the runs' ``gradcam/`` folders (any PNG below it, classified by name with
+    :func:`gradcam_label`).
+
+    Args:
+        runs: loaded runs.
+        out: the PNG to write.
+
+    Returns:
+        ``out``, or None (nothing written) when no run has a benign or malignant Grad-CAM PNG.
+    """
+    groups = group_runs(runs)
+    picks = {
+        key: {kind: pick_gradcam(group, kind) for kind in ("benign", "malignant")} for key, group in groups.items()
+    }
+    picks = {key: kinds for key, kinds in picks.items() if any(kinds.values())}
+    if not picks:
+        return None
+    rows, columns = _layout(picks)
+    label = _row_labeller(rows)
+    figure = _new_figure(2.3 * 2 * len(columns) + 0.6, 2.6 * len(rows) + 0.5)
+    axes = figure.subplots(len(rows), 2 * len(columns), squeeze=False)
+    for ax in axes.flat:
+        ax.set_axis_off()
+    for key, kinds in picks.items():
+        row_key = (key[0], key[1], key[3], key[4])
+        for offset, kind in enumerate(("benign", "malignant")):
+            ax = axes[rows.index(row_key), 2 * columns.index(key[2]) + offset]
+            pick = kinds[kind]
+            title = f"{label(row_key)} · {_mag_label(key[2])}\n{kind}"
+            if pick is None:
+                ax.text(
+                    0.5, 0.5, f"no {kind}\nGrad-CAM PNG", ha="center", va="center", fontsize=8, transform=ax.transAxes
+                )
+            else:
+                run, path = pick
+                ax.imshow(_load_image(path))
+                title += f": {run.path.name}/{path.name}"
+            ax.set_title(title, fontsize=7)
+    figure.suptitle("Grad-CAM: one benign and one malignant test image per model and magnification", fontsize=11)
+    return _save(figure, out)

@@ -1,0 +1,97 @@
+"""Tests of checkpoint resolution, atomic writing and safe reading."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from breakhis_lit.checkpoints import (
+    AtomicCheckpointIO,
+    check_checkpoint_matches,
+    find_run_checkpoint,
+    load_classifier,
+    read_checkpoint,
+)
+from breakhis_lit.errors import BreakHisError
+
+
+def _ckpt(path: Path, backbone: dict | None = None) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    hparams = {"backbone": backbone} if backbone else {}
+    torch.save({"state_dict": {"w": torch.zeros(1)}, "hyper_parameters": hparams}, path)
+    return path
+
+
+def test_find_newest_run_with_the_file(tmp_path: Path) -> None:
+    exp = tmp_path / "attn"
+    _ckpt(exp / "version_0/checkpoints/best.ckpt")
+    _ckpt(exp / "version_3/checkpoints/best.ckpt")
+    (exp / "version_7").mkdir()  # newest, but crashed before any checkpoint
+    path, version = find_run_checkpoint(exp, None, default="best")
+    assert version == 3
+    assert path == exp / "version_3/checkpoints/best.ckpt"
+    explicit, version = find_run_checkpoint(exp, str(exp / "version_0/checkpoints/best.ckpt"), default="best")
+    assert version == 0
+    assert explicit.name == "best.ckpt"
+
+
+def test_no_run_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(BreakHisError, match=r"no run of experiment 'attn'.*breakhis fit"):
+        find_run_checkpoint(tmp_path / "attn", None, default="best")
+    with pytest.raises(BreakHisError, match="no such file"):
+        find_run_checkpoint(tmp_path / "attn", str(tmp_path / "nope.ckpt"), default="best")
+
+
+def test_not_a_checkpoint(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.ckpt"
+    bad.write_bytes(b"this is not a checkpoint")
+    with pytest.raises(BreakHisError, match="not a readable PyTorch checkpoint"):
+        read_checkpoint(bad)
+    plain = tmp_path / "plain.pt"
+    torch.save({"weights": torch.zeros(2)}, plain)
+    with pytest.raises(BreakHisError, match="not a Lightning checkpoint"):
+        read_checkpoint(plain)
+
+
+def test_checkpoint_executing_code_is_refused(tmp_path: Path) -> None:
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    path = tmp_path / "evil.ckpt"
+    torch.save({"state_dict": {}, "x": Evil()}, path)
+    with pytest.raises(BreakHisError, match="not a readable PyTorch checkpoint"):
+        read_checkpoint(path)
+
+
+def test_foreign_class_paths_are_not_imported(tmp_path: Path) -> None:
+    path = _ckpt(tmp_path / "x.ckpt", {"class_path": "os.system", "init_args": {}})
+    with pytest.raises(BreakHisError, match="not loaded for safety"):
+        load_classifier(path)
+
+
+def test_architecture_mismatch_names_both(tmp_path: Path) -> None:
+    path = _ckpt(
+        tmp_path / "dala.ckpt",
+        {"class_path": "breakhis_lit.models.DALAResNet50", "init_args": {"num_classes": 2}},
+    )
+    timm_cfg = {"class_path": "breakhis_lit.models.TimmClassifier", "init_args": {"model_name": "resnet50"}}
+    with pytest.raises(BreakHisError, match=r"holds a DALAResNet50.*builds a TimmClassifier\(model_name=resnet50\)"):
+        check_checkpoint_matches(path, timm_cfg)
+    check_checkpoint_matches(path, {"class_path": "breakhis_lit.models.DALAResNet50", "init_args": {}})
+
+
+def test_atomic_save_keeps_previous_file_when_write_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    io = AtomicCheckpointIO()
+    target = tmp_path / "checkpoints" / "last.ckpt"
+    io.save_checkpoint({"state_dict": {"w": torch.ones(1)}}, target)
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt  # a kill in the middle of torch.save
+
+    monkeypatch.setattr(torch, "save", killed)
+    with pytest.raises(KeyboardInterrupt):
+        io.save_checkpoint({"state_dict": {"w": torch.zeros(1)}}, target)
+    monkeypatch.undo()
+    assert torch.load(target, weights_only=True)["state_dict"]["w"].item() == 1.0
+    assert [p.name for p in target.parent.iterdir()] == ["last.ckpt"]

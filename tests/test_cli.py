@@ -1,0 +1,143 @@
+"""End-to-end tests of the ``breakhis`` command line, in-process and on the CPU, on synthetic demo data."""
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from breakhis_lit.checkpoints import load_classifier
+from breakhis_lit.cli import main
+from breakhis_lit.data.demo import generate_demo
+
+CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+
+
+def run_cli(*args: str) -> None:
+    main(list(args))
+
+
+@pytest.fixture(scope="module")
+def demo_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return generate_demo(tmp_path_factory.mktemp("demo") / "data")
+
+
+@pytest.fixture(scope="module")
+def trained(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    """One short fit, then test without --ckpt_path, on the demo config."""
+    logs = tmp_path_factory.mktemp("logs")
+    common = [
+        "--config", "configs/demo.yaml",
+        "--log_root", str(logs),
+        "--data.root", str(demo_root),
+        "--data.cache_dir", str(logs / "cache"),
+        "--trainer.max_epochs", "2",
+        "--trainer.enable_progress_bar", "false",
+        "--gradcam.every_n_epochs", "1",
+    ]  # fmt: skip
+    run_cli("fit", *common)
+    run_cli("test", *common)
+    return {"logs": logs, "run": logs / "demo" / "version_0", "common": common}
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.name)
+def test_every_config_prints(config: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli("fit", "--config", str(config), "--print_config")
+    assert exit_info.value.code in (0, None)
+    printed = capsys.readouterr().out
+    assert "class_path: breakhis_lit.models." in printed
+    assert "experiment:" in printed
+
+
+def test_fit_then_test_writes_the_run(trained: dict[str, object]) -> None:
+    run = trained["run"]
+    for name in ("config.yaml", "checkpoints/best.ckpt", "checkpoints/last.ckpt", "splits.csv", "history.csv",
+                 "fit_summary.json", "metrics.json", "predictions.csv"):  # fmt: skip
+        assert (run / name).is_file(), name
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["model"] == "DALAResNet"
+    assert metrics["checkpoint"].endswith("best.ckpt")
+    assert metrics["epochs"] == 2
+    assert metrics["params_total"] == sum(p.numel() for p in load_classifier(run / "checkpoints/best.ckpt").parameters())
+    for key in ("accuracy", "f1_benign", "f1_malignant", "iba", "gmean", "auroc", "patient_accuracy",
+                "patient_recognition_rate", "confusion_matrix"):  # fmt: skip
+        assert key in metrics["test"], key
+    with (run / "predictions.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == metrics["test"]["n_images"] > 0
+    assert set(rows[0]) >= {"path", "patient_id", "label", "prob_benign", "prob_malignant", "prediction"}
+    assert sum(r["label"] == r["prediction"] for r in rows) / len(rows) == pytest.approx(metrics["test"]["accuracy"])
+    history = list(csv.DictReader((run / "history.csv").open()))
+    assert [int(r["epoch"]) for r in history] == [0, 1]
+    assert {"train/loss", "val/loss", "train/accuracy", "val/accuracy"} <= set(history[0])
+
+
+def test_tensorboard_holds_scalars_images_and_figures(trained: dict[str, object]) -> None:
+    tags: dict[str, list[str]] = {"scalars": [], "images": [], "tensors": []}
+    for events in trained["run"].glob("events.out.tfevents.*"):
+        acc = EventAccumulator(str(events), size_guidance={"images": 0, "scalars": 0, "tensors": 0})
+        acc.Reload()
+        for kind in tags:
+            tags[kind] += acc.Tags()[kind]
+    for tag in ("train/loss", "val/loss", "val/accuracy", "val/auroc", "train/throughput_img_s", "lr-AdamW", "test/iba"):
+        assert tag in tags["scalars"], tag
+    for tag in ("val/confusion_matrix", "test/confusion_matrix", "val/gradcam", "test/gradcam"):
+        assert tag in tags["images"], tag
+    assert "val/pr_curve" in tags["tensors"]
+    assert "test/pr_curve" in tags["tensors"]
+
+
+def test_checkpoint_reloads_with_weights_only(trained: dict[str, object]) -> None:
+    ckpt = torch.load(trained["run"] / "checkpoints" / "best.ckpt", weights_only=True, map_location="cpu")
+    assert ckpt["hyper_parameters"]["backbone"]["class_path"] == "breakhis_lit.models.DALAResNet"
+    model = load_classifier(trained["run"] / "checkpoints" / "best.ckpt")
+    assert model.num_classes == 2
+
+
+def test_test_without_a_run_fails_cleanly(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli("test", "--config", "configs/demo.yaml", "--log_root", str(tmp_path))
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert err[0].startswith("error: no run of experiment 'demo'")
+
+
+def test_checkpoint_of_another_architecture_is_refused(trained: dict[str, object], capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli("test", *trained["common"], "--config", "configs/resnet50.yaml", "--experiment", "demo",
+                "--ckpt_path", str(trained["run"] / "checkpoints" / "best.ckpt"))  # fmt: skip
+    assert exit_info.value.code == 2
+    assert "holds a DALAResNet" in capsys.readouterr().err
+
+
+def test_predict_any_folder(trained: dict[str, object], demo_root: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i, png in enumerate(sorted(demo_root.rglob("*.png"))[:5]):
+        (folder / f"img{i}.png").write_bytes(png.read_bytes())
+    out = tmp_path / "pred.csv"
+    run_cli("predict", *trained["common"], "--data.predict_root", str(folder), "--prediction_writer.output", str(out))
+    rows = list(csv.DictReader(out.open()))
+    assert len(rows) == 5
+    assert {"prob_benign", "prob_malignant", "prediction"} <= set(rows[0])
+    assert abs(float(rows[0]["prob_benign"]) + float(rows[0]["prob_malignant"]) - 1) < 1e-4
+    with pytest.raises(SystemExit):  # never overwrite
+        run_cli("predict", *trained["common"], "--data.predict_root", str(folder), "--prediction_writer.output", str(out))
+
+
+def test_empty_predict_folder(trained: dict[str, object], tmp_path: Path, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli("predict", *trained["common"], "--data.predict_root", str(tmp_path))
+    assert exit_info.value.code == 2
+    assert str(tmp_path) in capsys.readouterr().err
+
+
+def test_unknown_option_is_jsonargparse_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli("fit", "--config", "configs/demo.yaml", "--data.magnificaton", "40")
+    assert exit_info.value.code != 0
+    assert "magnificaton" in capsys.readouterr().err
