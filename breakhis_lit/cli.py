@@ -10,6 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+os.environ.setdefault("JSONARGPARSE_DEPRECATION_WARNINGS", "off")  # Lightning 2.6 on jsonargparse >= 4.49
+
 import torch
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
@@ -84,6 +86,18 @@ class BreakHisCLI(LightningCLI):
                 "trainer.log_every_n_steps": 10,
             }
         )
+
+    @override
+    def _parse_ckpt_path(self) -> None:
+        # Lightning rebuilds the model from an explicit checkpoint's hyper-parameters, silently replacing the
+        # config's model. Refuse a checkpoint of another architecture (or a file that is not a checkpoint) first.
+        subcommand = self.config.get("subcommand")
+        ckpt = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if ckpt and ckpt not in ("best", "last"):
+            if not Path(ckpt).is_file():
+                raise BreakHisError(f"--ckpt_path {ckpt}: no such file; pass an existing .ckpt file, 'best' or 'last'")
+            check_checkpoint_matches(ckpt, self.config[subcommand].model.backbone)
+        super()._parse_ckpt_path()
 
     def _cfg(self) -> Any:
         return self.config[self.subcommand] if self.subcommand else self.config

@@ -75,6 +75,8 @@ class ClassificationMetrics(nn.Module):
             raise ValueError(f"class_names needs at least two classes, got {names}")
         if len(set(names)) != len(names) or any(not name for name in names):
             raise ValueError(f"class_names must be unique and non-empty, got {names}")
+        if "macro" in names:
+            raise ValueError("class_names: a class named 'macro' would clash with the f1_macro key; rename it")
         if not 0.0 <= threshold <= 1.0:
             raise ValueError(f"threshold must be in [0, 1], got {threshold}")
         self.class_names = names
@@ -178,10 +180,18 @@ class ClassificationMetrics(nn.Module):
         Args:
             probs: Class probabilities ``[B, C]`` (softmax of the logits, any float dtype).
             target: True class indices ``[B]`` (integer dtype).
+
+        Raises:
+            ValueError: On wrong shapes or dtypes, or (with ``validate_args``) values that are not probabilities or
+                class indices.
         """
+        probs, target = probs.detach(), target.detach()
+        if probs.is_floating_point():
+            probs = probs.float()  # check and accumulate half-precision inputs in float32
         self._check_inputs(probs, target)
-        probs = probs.detach().float()
-        target = target.detach().long()
+        if probs.shape[0] == 0:  # torchmetrics cannot format an empty batch; it adds nothing anyway
+            return
+        target = target.long()
         preds = probs[:, 1] if self.binary else probs
         self.metrics.update(preds, target)
         self.confmat.update(preds, target)

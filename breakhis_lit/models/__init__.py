@@ -1,6 +1,7 @@
-"""Networks: DALA-ResNet, VGG16Inception, timm baselines, and their weight loading."""
+"""Networks (DALA-ResNet, VGG16Inception, timm baselines), their weights, and the LightningModule."""
 
 from breakhis_lit.models.base import Backbone, ChannelsLastToFirst, TokensToGrid
+from breakhis_lit.models.classifier import BreakHisClassifier
 from breakhis_lit.models.dala_resnet import (
     ClassifierHead,
     DALAResNet,
@@ -14,6 +15,7 @@ from breakhis_lit.models.weights import LoadReport, load_checked, read_state_dic
 
 __all__ = [
     "Backbone",
+    "BreakHisClassifier",
     "ChannelsLastToFirst",
     "ClassifierHead",
     "DALAResNet",

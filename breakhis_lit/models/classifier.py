@@ -60,7 +60,6 @@ class BreakHisClassifier(L.LightningModule):
         self.use_channels_last = channels_last and bool(getattr(backbone, "channels_last", False))
         self.register_buffer("loss_weight", torch.empty(0), persistent=False)
         self.register_buffer("nonfinite_step", torch.tensor(-1), persistent=False)
-        self.metrics: nn.ModuleDict = nn.ModuleDict()
         self.eval_outputs: dict[str, dict[str, Tensor]] = {}
         """Gathered ``probs``, ``label`` and ``index`` of the last val/test/predict epoch (for callbacks)."""
         self.epoch_metrics: dict[str, dict[str, Tensor]] = {}
@@ -86,8 +85,11 @@ class BreakHisClassifier(L.LightningModule):
                 f"'{getattr(datamodule, 'task', '?')}' has {len(classes)} classes; set num_classes: {len(classes)}"
             )
         self.class_names = classes
-        if not self.metrics:
-            self.metrics = nn.ModuleDict({s: ClassificationMetrics(classes, prefix=f"{s}/") for s in _STAGES})
+        for name in _STAGES:
+            if not hasattr(self, f"{name}_metrics"):
+                # The module feeds softmax outputs itself: skip the per-step input checks (a device sync each).
+                metrics = ClassificationMetrics(classes, prefix=f"{name}/", validate_args=False)
+                setattr(self, f"{name}_metrics", metrics)
         if stage == "fit":
             if self.trainer.ckpt_path is None and hasattr(self.backbone, "load_pretrained"):
                 self.backbone.load_pretrained()
@@ -106,6 +108,9 @@ class BreakHisClassifier(L.LightningModule):
             x = x.contiguous(memory_format=torch.channels_last)
         return self.backbone(x)
 
+    def _metrics(self, stage: str) -> ClassificationMetrics:
+        return getattr(self, f"{stage}_metrics")
+
     def _loss(self, logits: Tensor, labels: Tensor) -> Tensor:
         weight = self.loss_weight if self.loss_weight.numel() else None
         return F.cross_entropy(logits.float(), labels, weight=weight, label_smoothing=self.hparams.label_smoothing)
@@ -119,7 +124,7 @@ class BreakHisClassifier(L.LightningModule):
             first = (self.nonfinite_step < 0) & ~torch.isfinite(loss.detach())
             self.nonfinite_step = torch.where(first, self.global_step, self.nonfinite_step)
         probs = logits.detach().float().softmax(dim=-1)
-        self.metrics[stage].update(probs, labels)
+        self._metrics(stage).update(probs, labels)
         n = labels.numel()
         total = self._loss_sums.get(stage)
         step_sum = torch.stack([loss.detach() * n, torch.tensor(float(n), device=loss.device)])
@@ -146,8 +151,8 @@ class BreakHisClassifier(L.LightningModule):
         return {"probs": probs, "index": batch["index"]}
 
     def _reset(self, stage: str) -> None:
-        if stage in self.metrics:
-            self.metrics[stage].reset()
+        if hasattr(self, f"{stage}_metrics"):
+            self._metrics(stage).reset()
         self._loss_sums.pop(stage, None)
         self._eval_buffers.pop(stage, None)
 
@@ -158,9 +163,10 @@ class BreakHisClassifier(L.LightningModule):
             return
         sums = self.trainer.strategy.reduce(sums, reduce_op="sum")
         loss = sums[0] / sums[1].clamp(min=1)
-        values = {f"{stage}/loss": loss, **self.metrics[stage].compute()}
-        self.confusion[stage] = self.metrics[stage].confusion_matrix().cpu()
-        self.metrics[stage].reset()
+        metrics = self._metrics(stage)
+        values = {f"{stage}/loss": loss, **metrics.compute()}
+        self.confusion[stage] = metrics.confusion_matrix().cpu()
+        metrics.reset()
         self.epoch_metrics[stage] = {k: v.detach() for k, v in values.items()}
         # Values are already reduced across processes; sync_dist would reduce them a second time.
         shown = {f"{stage}/loss", f"{stage}/accuracy"}

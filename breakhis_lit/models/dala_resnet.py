@@ -246,9 +246,7 @@ class DALAResNet(Backbone):
                     *(
                         GatedResidualBlock(
                             block,
-                            LightweightAttentionGate(
-                                _block_channels(block), reduction, gate_activation, gate_output
-                            ),
+                            LightweightAttentionGate(_block_channels(block), reduction, gate_activation, gate_output),
                         )
                         for block in layer
                     )

@@ -122,11 +122,12 @@ class TimmClassifier(Backbone):
     @override
     def _imagenet_state_dict(self) -> tuple[Mapping[str, torch.Tensor], str]:
         cfg = self.model.pretrained_cfg
-        where = f"https://huggingface.co/{cfg['hf_hub_id']}" if cfg.get("hf_hub_id") else cfg.get("url")
+        hub = cfg.get("hf_hub_id")
+        where = f"https://huggingface.co/{hub} (model.safetensors)" if hub else cfg.get("url")
         try:
             reference = timm.create_model(self.model_name, pretrained=True, **self._create_kwargs)
         except Exception as exc:  # hub, network and cache errors all leave the user the same remedy
-            raise download_error(self.model_name, exc, where) from exc
+            raise download_error(self.model_name, exc, where, ".safetensors" if hub else ".pth") from exc
         return reference.state_dict(), f"timm ImageNet weights ({where or self.model_name})"
 
     @override

@@ -87,9 +87,7 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     """
     path = Path(path)
     if not path.is_file():
-        raise BreakHisError(
-            f"{path}: weights file not found; pass an existing {', '.join(WEIGHT_SUFFIXES)} file"
-        )
+        raise BreakHisError(f"{path}: weights file not found; pass an existing {', '.join(WEIGHT_SUFFIXES)} file")
     suffix = path.suffix.lower()
     if suffix not in WEIGHT_SUFFIXES:
         raise BreakHisError(f"{path}: unknown weights file type {suffix!r}; use one of {', '.join(WEIGHT_SUFFIXES)}")
@@ -227,9 +225,7 @@ def load_checked(
                 )
         elif key.endswith("num_batches_tracked"):
             continue  # old BatchNorm checkpoints lack the counter; it is not a learned value
-        elif _matches(key, head) or any(
-            fnmatchcase(key, p) and p not in present_blocks for p in optional
-        ):
+        elif _matches(key, head) or any(fnmatchcase(key, p) and p not in present_blocks for p in optional):
             report.left_initialised.append(key)
         else:
             raise BreakHisError(
@@ -289,13 +285,14 @@ def save_weights(module: nn.Module, path: str | os.PathLike[str], overwrite: boo
     return path
 
 
-def download_error(name: str, exc: BaseException, where: str | None = None) -> BreakHisError:
+def download_error(name: str, exc: BaseException, where: str | None = None, suffix: str = ".pth") -> BreakHisError:
     """The one-line error for ImageNet weights that could not be fetched.
 
     Args:
         name: Architecture name (used in the suggested file name).
         exc: What the download raised.
         where: URL or hub page the weights come from, shown so they can be fetched elsewhere.
+        suffix: Suffix of the suggested file name (the type the source serves).
 
     Returns:
         The error to raise.
@@ -303,7 +300,7 @@ def download_error(name: str, exc: BaseException, where: str | None = None) -> B
     from_where = f" (e.g. from {where})" if where else ""
     return BreakHisError(
         f"could not download ImageNet weights for {name} (no network? {type(exc).__name__}: {_one_line(exc, 120)}): "
-        f"download them elsewhere{from_where} and pass {WEIGHTS_OPTION} /path/to/{name}.pth"
+        f"download them elsewhere{from_where} and pass {WEIGHTS_OPTION} /path/to/{name}{suffix}"
     )
 
 

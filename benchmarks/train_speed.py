@@ -1,0 +1,617 @@
+"""Training-speed benchmark: a hand-written PyTorch loop against the package's own `breakhis fit` path.
+
+Both run in one process on the same synthetic BreakHis-shaped tree of PNG files (one magnification, 40X):
+
+(a) ``reference``: the images are decoded once (untimed), kept as uint8 tensors on the device, and a minimal
+    loop trains the same model (DALA-ResNet50, random init) with AdamW lr 1e-4 (fused on CUDA), bf16 autocast
+    on CUDA (fp32 on a CPU), channels_last, batch 32, random flips on the device, and a validation pass per
+    epoch, exactly like ``protocol()`` of ``../shared/reference/gpu_anchor.py``; train/val sizes are those of
+    the package's patient split of the tree.
+(b) ``pipeline``: ``breakhis fit --config configs/attn.yaml`` in-process (its DataModule, LightningModule,
+    callbacks and Trainer configuration), timed from the call to its return, first with an empty image
+    cache (``pipeline_cold_s``: PNG decoding included), then again with the cache built (``pipeline_warm_s``).
+
+It also measures training throughput at batch 256 (bf16, channels_last) with and without ``torch.compile``,
+inference throughput at batch 256, the single-core PNG decode+resize rate, the package's cache build rate on
+all cores and the load time of a warm cache. The last line printed is one JSON object (``--out`` writes it too).
+
+Usage::
+
+    python benchmarks/train_speed.py --quick            # CPU smoke run: small images, ResNet18 trunk, 3 epochs
+    python benchmarks/train_speed.py --out speed.json   # full run (GPU): 700x460 PNGs, 224 px, 50 epochs
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import datetime as dt
+import gc
+import io
+import json
+import multiprocessing
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+
+REPO = Path(__file__).resolve().parents[1]
+SUBTYPES_BENIGN = ("A", "F", "PT", "TA")
+SUBTYPES_MALIGNANT = ("DC", "LC", "MC", "PC")
+
+#: (patients per subtype, images per patient cycle) of the trees. Full: 4 x 6 x 26 = 624 benign and
+#: 4 x 14 x 24.5 = 1,372 malignant images, 80 patients: BreakHis 40X has 625 + 1,370 images of 82 patients.
+TREES = {
+    "full": {"benign": (6, (26,)), "malignant": (14, (24, 25)), "png": (700, 460), "image_size": 224},
+    "quick": {"benign": (2, (6,)), "malignant": (4, (6,)), "png": (96, 64), "image_size": 64},
+}
+MAGNIFICATION = 40
+
+TARGETS = {
+    "ratio_le_1.3": "pipeline_s / reference_s <= 1.3 (full run, one H200)",
+    "train_compile_ge_6000": "train_img_s_bs256_compile >= 6000 (bf16, one H200)",
+    "infer_ge_12000": "infer_img_s_bs256 >= 12000 (bf16, one H200)",
+    "decode_all_cores_ge_half_linear": "decode_img_s_all_cores >= cpu_count / 2 * decode_img_s_1core (full tree)",
+    "warm_cache_load_le_1s": "warm_cache_load_s <= 1 (full tree)",
+    "quick_ratio_le_1.5": "ratio <= 1.5 (--quick on a 2-core CPU)",
+}
+
+
+def log(message: str) -> None:
+    """Print a progress line (flushed, prefixed so it never looks like the final JSON)."""
+    print(f"[train_speed] {message}", flush=True)
+
+
+@contextlib.contextmanager
+def timed(device: torch.device) -> Iterator[list[float]]:
+    """Time a block; the CUDA device is synchronised before both clock reads. Yields ``[seconds]``."""
+    out: list[float] = []
+    sync(device)
+    start = time.perf_counter()
+    yield out
+    sync(device)
+    out.append(time.perf_counter() - start)
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def cpus_available() -> int:
+    """CPU cores this process may run on (what the package's cache builder uses)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+# ----------------------------------------------------------------------------------------- synthetic data
+def plan_tree(mode: str) -> list[tuple[str, int]]:
+    """Relative paths (official form) and per-image seeds of a BreakHis-shaped tree at 40X."""
+    from breakhis_lit.data.naming import image_path
+
+    spec = TREES[mode]
+    plan: list[tuple[str, int]] = []
+    for s, code in enumerate(SUBTYPES_BENIGN + SUBTYPES_MALIGNANT):
+        n_patients, cycle = spec["benign" if code in SUBTYPES_BENIGN else "malignant"]
+        for p in range(n_patients):
+            patient = f"{14 + p % 2}-{10000 + 100 * s + p}"
+            for i in range(cycle[p % len(cycle)]):
+                plan.append((image_path(code, patient, MAGNIFICATION, i + 1), len(plan)))
+    return plan
+
+
+def _write_png(task: tuple[str, int, int, int]) -> int:
+    """Write one noisy histology-sized PNG (like ``gpu_anchor.png_bytes``: ~700 KB at 700x460); returns bytes."""
+    path, seed, width, height = task
+    rng = np.random.default_rng(seed)
+    low = rng.integers(0, 255, (max(2, height // 20), max(2, width // 20), 3), dtype=np.uint8)
+    img = np.asarray(Image.fromarray(low).resize((width, height), Image.Resampling.BICUBIC), dtype=np.int16)
+    img = np.clip(img + rng.normal(0, 12, img.shape), 0, 255).astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(img, "RGB").save(buf, format="PNG")
+    Path(path).write_bytes(buf.getvalue())
+    return buf.tell()
+
+
+def write_tree(root: Path, mode: str, workers: int) -> tuple[Path, list[Path], float]:
+    """Write the synthetic tree below ``root`` in parallel; returns the data root, the files and their mean KB."""
+    width, height = TREES[mode]["png"]
+    plan = plan_tree(mode)
+    files = [root / rel for rel, _ in plan]
+    for folder in {f.parent for f in files}:
+        folder.mkdir(parents=True, exist_ok=True)
+    tasks = [(str(f), seed, width, height) for f, (_, seed) in zip(files, plan, strict=True)]
+    if workers > 1:
+        ctx = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
+        with ctx.Pool(workers) as pool:
+            sizes = pool.map(_write_png, tasks, chunksize=8)
+    else:
+        sizes = [_write_png(t) for t in tasks]
+    return root / "BreaKHis_v1", files, float(np.mean(sizes)) / 1024
+
+
+# ------------------------------------------------------------------------------------------- decoding
+def decode_1core(files: list[Path], size: int) -> float:
+    """Decode + resize rate of the package's decoder in this process (one core), img/s."""
+    from breakhis_lit.data.cache import decode_image
+
+    decode_image(files[0], size)  # import/warm-up
+    start = time.perf_counter()
+    for f in files:
+        decode_image(f, size)
+    return len(files) / (time.perf_counter() - start)
+
+
+def split_files(root: Path, size: int) -> list[tuple[str, Path]]:
+    """The ``(relative path, file)`` list the DataModule caches for this tree (its defaults, 40X)."""
+    from breakhis_lit.data.index import scan
+    from breakhis_lit.data.splits import make_split
+
+    index = scan(root)
+    rows = make_split(index.images, "patient", magnification=MAGNIFICATION, group_by="accession",
+                      ratios=(0.6, 0.1, 0.3), seed=0)  # fmt: skip
+    return [(r.path, index.abspath(r.path)) for r in rows]
+
+
+# ---------------------------------------------------------------------------------------------- models
+def build_model(quick: bool) -> nn.Module:
+    """The benchmarked network: DALA-ResNet50 (full) or the ResNet18-trunk DALA-ResNet (``--quick``)."""
+    from breakhis_lit.models import DALAResNet, DALAResNet50
+
+    if quick:
+        return DALAResNet(arch="resnet18", num_classes=2, pretrained=False, dropout=0.25, reduction=4)
+    return DALAResNet50(num_classes=2, pretrained=False, dropout=0.25, reduction=4)
+
+
+def hand_loop(
+    build: Callable[[], nn.Module],
+    train: tuple[torch.Tensor, torch.Tensor],
+    val: torch.Tensor,
+    epochs: int,
+    device: torch.device,
+    batch_size: int = 32,
+    eval_batch_size: int = 256,
+) -> float:
+    """The paper protocol as a minimal loop (``gpu_anchor.protocol``); returns its wall time in seconds.
+
+    Args:
+        build: Model factory (called after seeding).
+        train: uint8 images ``[N, 3, S, S]`` and int64 labels ``[N]``, on ``device``.
+        val: uint8 validation images on ``device``.
+        epochs: Epochs.
+        device: Device.
+        batch_size: Training batch size.
+        eval_batch_size: Validation batch size.
+    """
+    cuda = device.type == "cuda"
+    torch.manual_seed(0)
+    model = build().to(device).to(memory_format=torch.channels_last)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=1e-4, fused=cuda)
+    x_train, y_train = train
+    n_train, n_val = len(x_train), len(val)
+    mean = torch.tensor([0.485, 0.456, 0.406], device=device).view(1, 3, 1, 1) * 255
+    std = torch.tensor([0.229, 0.224, 0.225], device=device).view(1, 3, 1, 1) * 255
+
+    def prep(u: torch.Tensor) -> torch.Tensor:
+        return ((u.float() - mean) / std).contiguous(memory_format=torch.channels_last)
+
+    with timed(device) as seconds:
+        for _ in range(epochs):
+            model.train()
+            perm = torch.randperm(n_train, device=device)
+            for i in range(0, n_train, batch_size):
+                idx = perm[i : i + batch_size]
+                u = x_train[idx]
+                flip = torch.rand(len(idx), device=device) < 0.5
+                u = torch.where(flip.view(-1, 1, 1, 1), u.flip(3), u)
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
+                    loss = F.cross_entropy(model(prep(u)), y_train[idx])
+                loss.backward()
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+            model.eval()
+            with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
+                for i in range(0, n_val, eval_batch_size):
+                    model(prep(val[i : i + eval_batch_size]))
+    return seconds[0]
+
+
+def train_rate(
+    build: Callable[[], nn.Module], device: torch.device, batch: int, size: int, steps: int, warmup: int,
+    compile: bool = False,
+) -> tuple[float, float]:
+    """Training img/s on random inputs (bf16 autocast on CUDA, channels_last); returns ``(img/s, warm-up s)``."""
+    cuda = device.type == "cuda"
+    torch.manual_seed(0)
+    model = build().to(device).to(memory_format=torch.channels_last)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=cuda)
+    x = torch.randn(batch, 3, size, size, device=device).contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, 2, (batch,), device=device)
+    net = torch.compile(model) if compile else model
+
+    def step() -> None:
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
+            loss = F.cross_entropy(net(x), y)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    with timed(device) as warm:
+        for _ in range(warmup):
+            step()
+    with timed(device) as run:
+        for _ in range(steps):
+            step()
+    return batch * steps / run[0], warm[0]
+
+
+def infer_rate(build: Callable[[], nn.Module], device: torch.device, batch: int, size: int, steps: int,
+               warmup: int) -> float:
+    """Inference img/s on random inputs (bf16 autocast on CUDA, fp32 on a CPU, channels_last)."""
+    cuda = device.type == "cuda"
+    model = build().to(device).eval().to(memory_format=torch.channels_last)
+    x = torch.randn(batch, 3, size, size, device=device).contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
+        for _ in range(warmup):
+            model(x)
+        with timed(device) as run:
+            for _ in range(steps):
+                model(x)
+    return batch * steps / run[0]
+
+
+def free_memory(device: torch.device) -> None:
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+# -------------------------------------------------------------------------------------------- pipeline
+def pipeline_args(config: Path, root: Path, cache_dir: Path, log_root: Path, experiment: str, epochs: int,
+                  quick: bool, image_size: int) -> list[str]:
+    """Arguments of ``breakhis fit`` for one pipeline run (the config's settings, random init)."""
+    args = [
+        "fit", "--config", str(config),
+        "--model.backbone.init_args.pretrained", "false",
+        "--data.root", str(root),
+        "--data.cache_dir", str(cache_dir),
+        "--log_root", str(log_root),
+        "--experiment", experiment,
+        "--trainer.max_epochs", str(epochs),
+        "--trainer.enable_progress_bar", "false",
+    ]  # fmt: skip
+    if quick:
+        args += [
+            "--model.backbone.class_path", "breakhis_lit.models.DALAResNet",
+            "--model.backbone.init_args.arch", "resnet18",
+            "--data.image_size", str(image_size),
+        ]  # fmt: skip
+    return args
+
+
+def run_pipeline(args: list[str], device: torch.device) -> float:
+    """Run ``breakhis fit`` in this process; returns its wall time (raises on failure)."""
+    from breakhis_lit.cli import main
+
+    log("breakhis " + " ".join(args))
+    argv = sys.argv
+    sys.argv = argv[:1]  # LightningCLI warns when sys.argv holds this script's own options
+    try:
+        with timed(device) as seconds:
+            main(args)
+    except SystemExit as err:
+        if err.code not in (0, None):
+            raise RuntimeError(f"breakhis fit exited with code {err.code}") from err
+        raise RuntimeError("breakhis fit exited before training") from err
+    finally:
+        sys.argv = argv
+    free_memory(device)
+    return seconds[0]
+
+
+def checkpoint_save_time(build: Callable[[], nn.Module], device: torch.device, path: Path) -> tuple[float, float]:
+    """Time one checkpoint write as the pipeline does it (model + AdamW state, ``AtomicCheckpointIO``).
+
+    Returns:
+        Seconds and megabytes of the file.
+    """
+    from breakhis_lit.checkpoints import AtomicCheckpointIO
+
+    model = build().to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    opt.step()  # creates the two moment buffers per parameter
+    state = {"state_dict": model.state_dict(), "optimizer_states": [opt.state_dict()]}
+    io_ = AtomicCheckpointIO()
+    start = time.perf_counter()
+    io_.save_checkpoint(state, path)
+    seconds = time.perf_counter() - start
+    megabytes = path.stat().st_size / 2**20
+    path.unlink()
+    del model, opt, state
+    free_memory(device)
+    return seconds, megabytes
+
+
+def run_summary(run_dir: Path) -> dict[str, Any]:
+    """Fit loop time and last-epoch training throughput written by the pipeline run."""
+    out: dict[str, Any] = {"fit_time_s": None, "train_img_s_last_epoch": None}
+    with contextlib.suppress(OSError, ValueError, KeyError):
+        out["fit_time_s"] = round(float(json.loads((run_dir / "fit_summary.json").read_text())["fit_time_s"]), 2)
+    with contextlib.suppress(OSError, ValueError, KeyError, IndexError):
+        rows = list(csv.DictReader((run_dir / "history.csv").open()))
+        value = rows[-1].get("train/throughput_img_s")
+        out["train_img_s_last_epoch"] = round(float(value), 1) if value else None
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ main
+def versions() -> dict[str, str | None]:
+    import lightning
+    import PIL
+    import torchvision
+
+    out: dict[str, str | None] = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "lightning": lightning.__version__,
+        "pillow": PIL.__version__,
+        "numpy": np.__version__,
+    }
+    try:
+        import timm
+
+        out["timm"] = timm.__version__
+    except ImportError:  # pragma: no cover
+        out["timm"] = None
+    try:
+        out["git_commit"] = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True, timeout=10
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        out["git_commit"] = None
+    return out
+
+
+def rnd(value: float | None, digits: int = 2) -> float | None:
+    return None if value is None else round(float(value), digits)
+
+
+def checks(res: dict[str, Any]) -> dict[str, bool | None]:
+    """The issue's targets, ``None`` where this run cannot tell (wrong mode or device, value missing)."""
+
+    def test(ok: Callable[[], bool], applies: bool) -> bool | None:
+        try:
+            return bool(ok()) if applies else None
+        except TypeError:  # a value is None
+            return None
+
+    full, gpu = not res["quick"], res["device"] != "cpu"
+    return {
+        "ratio_le_1.3": test(lambda: res["ratio"] <= 1.3, full and gpu),
+        "train_compile_ge_6000": test(lambda: res["train_img_s_bs256_compile"] >= 6000, full and gpu),
+        "infer_ge_12000": test(lambda: res["infer_img_s_bs256"] >= 12000, full and gpu),
+        "decode_all_cores_ge_half_linear": test(
+            lambda: res["decode_img_s_all_cores"] >= res["cpu_count"] / 2 * res["decode_img_s_1core"], full
+        ),
+        "warm_cache_load_le_1s": test(lambda: res["warm_cache_load_s"] <= 1.0, full),
+        "quick_ratio_le_1.5": test(lambda: res["ratio"] <= 1.5, res["quick"]),
+    }
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true",
+                        help="CPU smoke run: 96x64 PNGs (144), 64 px, ResNet18 trunk, 3 epochs, small batches")
+    parser.add_argument("--epochs", type=int, default=None, help="epochs of (a) and (b) (default 50; --quick 3)")
+    parser.add_argument("--config", type=Path, default=REPO / "configs" / "attn.yaml", help="pipeline config")
+    parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile throughput (~1 min)")
+    parser.add_argument("--workdir", type=Path, default=None, help="keep the PNGs, caches and runs here")
+    parser.add_argument("--out", type=Path, default=None, help="also write the JSON result to this file")
+    parser.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
+    args = parser.parse_args(argv)
+    if args.epochs is not None and args.epochs < 1:
+        parser.error("--epochs must be at least 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    quick = args.quick
+    mode = "quick" if quick else "full"
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    cuda = device.type == "cuda"
+    epochs = args.epochs or (3 if quick else 50)
+    image_size = TREES[mode]["image_size"]
+    cores = cpus_available()
+    if cuda:
+        torch.backends.cudnn.benchmark = True  # as the pipeline's trainer.benchmark
+    errors: list[str] = []
+    notes: list[str] = []
+    res: dict[str, Any] = {
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "command": " ".join(["python benchmarks/train_speed.py", *(sys.argv[1:] if argv is None else argv)]),
+        "quick": quick,
+        "device": torch.cuda.get_device_name(device) if cuda else "cpu",
+        "cpu_model": cpu_model(),
+        "cpu_count": cores,
+        "os_cpu_count": os.cpu_count(),
+        **versions(),
+        "model": "DALAResNet(arch=resnet18)" if quick else "DALAResNet50",
+        "precision": "bf16-mixed" if cuda else "32-true",
+        "epochs": epochs,
+        "batch_size": 32,
+        "image_size": image_size,
+        "png_size": list(TREES[mode]["png"]),
+    }
+    log(f"{mode} run on {res['device']} ({res['cpu_model']}, {cores} cores), torch {torch.__version__}")
+
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="breakhis-speed-"))
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        # ---- synthetic tree
+        t0 = time.perf_counter()
+        root, pngs, kb = write_tree(work / "data", mode, cores)
+        res.update(n_images=len(pngs), png_kb_mean=rnd(kb, 1), data_generation_s=rnd(time.perf_counter() - t0))
+        log(f"wrote {len(pngs)} PNGs ({kb:.0f} KB each) in {res['data_generation_s']} s")
+
+        # ---- decoding: one core, then the package's cache builder on all cores (cold), then a warm load
+        from breakhis_lit.data.cache import load_or_build
+
+        res["decode_img_s_1core"] = rnd(decode_1core(pngs[: min(len(pngs), 64 if not quick else 144)], image_size), 1)
+        files = split_files(root, image_size)
+        ref_cache = work / "cache-reference"
+        t0 = time.perf_counter()
+        built = load_or_build(files, image_size, ref_cache, progress=False)
+        cold = time.perf_counter() - t0
+        assert built.built, "the reference cache should have been built"
+        res["decode_img_s_all_cores"] = rnd(len(files) / cold, 1)
+        res["cache_build_s"] = rnd(cold)
+        t0 = time.perf_counter()
+        warm = load_or_build(files, image_size, ref_cache, progress=False)
+        res["warm_cache_load_s"] = rnd(time.perf_counter() - t0, 3)
+        assert not warm.built, "the warm cache load decoded images"
+        res["decode_parallel_efficiency"] = rnd(
+            res["decode_img_s_all_cores"] / (cores * res["decode_img_s_1core"]), 3
+        )
+        log(f"decode: {res['decode_img_s_1core']} img/s on one core, {res['decode_img_s_all_cores']} img/s on "
+            f"{cores} cores ({len(files)} images in {res['cache_build_s']} s); warm cache load "
+            f"{res['warm_cache_load_s']} s")
+        del built, warm
+
+        # ---- (a) the hand-written loop on the package's split of the same tree
+        from breakhis_lit.data import BreakHisDataModule
+
+        dm = BreakHisDataModule(root=str(root), magnification=MAGNIFICATION, image_size=image_size,
+                                cache_dir=str(ref_cache), seed=0)  # fmt: skip
+        t0 = time.perf_counter()
+        dm.setup("fit")
+        res["datamodule_setup_warm_s"] = rnd(time.perf_counter() - t0, 3)
+        tr, va = dm.dataset("train"), dm.dataset("val")
+        x_train = tr.images[tr.rows].to(device)
+        y_train = tr.labels.to(device)
+        x_val = va.images[va.rows].to(device)
+        res["n_train"], res["n_val"] = len(x_train), len(x_val)
+        del dm, tr, va
+        log(f"split: {res['n_train']} train, {res['n_val']} val images; hand loop warm-up (1 epoch)")
+
+        def build() -> nn.Module:
+            return build_model(quick)
+
+        # Warm-up (untimed): CUDA context, cuDNN autotuning of every batch shape (both paths profit), oneDNN.
+        n_warm = len(x_train) if cuda else 64
+        hand_loop(build, (x_train[:n_warm], y_train[:n_warm]), x_val, 1, device)
+        res["reference_s"] = rnd(hand_loop(build, (x_train, y_train), x_val, epochs, device))
+        log(f"reference (hand loop, {epochs} epochs): {res['reference_s']} s")
+        del x_train, y_train, x_val
+        free_memory(device)
+        seconds, megabytes = checkpoint_save_time(build, device, work / "probe.ckpt")
+        res["checkpoint_save_s"], res["checkpoint_mb"] = rnd(seconds, 3), rnd(megabytes, 1)
+        log(f"one checkpoint write (model + AdamW state, {megabytes:.0f} MB): {seconds:.3f} s")
+
+        # The package's command line, imported once before timing (a process-level cost, not part of fit).
+        t0 = time.perf_counter()
+        import breakhis_lit.cli  # noqa: F401
+
+        res["pipeline_import_s"] = rnd(time.perf_counter() - t0)
+
+        # ---- (b) the package's path: breakhis fit, cold then warm image cache
+        logs, pipe_cache = work / "logs", work / "cache-pipeline"
+        for kind in ("cold", "warm"):
+            key = f"pipeline_{kind}_s"
+            try:
+                pargs = pipeline_args(args.config, root, pipe_cache, logs, f"speed_{kind}", epochs, quick, image_size)
+                res[key] = rnd(run_pipeline(pargs, device))
+                summary = run_summary(logs / f"speed_{kind}" / "version_0")
+                res[f"pipeline_{kind}_fit_loop_s"] = summary["fit_time_s"]
+                res[f"pipeline_{kind}_train_img_s_last_epoch"] = summary["train_img_s_last_epoch"]
+                log(f"pipeline ({kind} cache): {res[key]} s (fit loop {summary['fit_time_s']} s)")
+            except Exception as err:  # report and go on: the other numbers are still worth having
+                res[key] = None
+                errors.append(f"pipeline {kind}: {err!r}")
+                traceback.print_exc()
+        res["pipeline_s"] = res["pipeline_cold_s"]
+        ref = res["reference_s"]
+        res["ratio"] = rnd(res["pipeline_s"] / ref, 3) if res["pipeline_s"] else None
+        res["ratio_warm"] = rnd(res["pipeline_warm_s"] / ref, 3) if res["pipeline_warm_s"] else None
+        log(f"ratio (cold) {res['ratio']}, ratio (warm) {res['ratio_warm']}")
+
+        # ---- throughputs on random inputs
+        batch, size = (16, image_size) if quick else (256, 224)
+        steps, warmup = (3, 1) if quick else (20, 5)
+        res["throughput_batch"], res["throughput_image_size"] = batch, size
+        rate, _ = train_rate(build, device, batch, size, steps, warmup)
+        res["train_img_s_bs256"] = rnd(rate, 1)
+        log(f"train throughput, batch {batch}: {res['train_img_s_bs256']} img/s")
+        res["train_img_s_bs256_compile"] = res["compile_warmup_s"] = None
+        if not cuda:
+            notes.append("torch.compile throughput is measured on CUDA only (null on a CPU)")
+        elif args.no_compile:
+            notes.append("torch.compile throughput skipped (--no-compile)")
+        else:
+            try:
+                rate, warm_s = train_rate(build, device, batch, size, 30, 3, compile=True)
+                res["train_img_s_bs256_compile"], res["compile_warmup_s"] = rnd(rate, 1), rnd(warm_s, 1)
+                log(f"train throughput, batch {batch}, compiled: {rate:.1f} img/s ({warm_s:.0f} s to compile)")
+            except Exception as err:
+                errors.append(f"compile: {err!r}")
+                traceback.print_exc()
+        res["infer_img_s_bs256"] = rnd(infer_rate(build, device, batch, size, steps, warmup), 1)
+        log(f"inference throughput, batch {batch}: {res['infer_img_s_bs256']} img/s")
+        if quick:
+            notes.append(f"--quick: throughput keys hold batch {batch} at {size} px, ResNet18 trunk, fp32 on a CPU")
+        if not cuda:
+            notes.append("on a CPU the reference and the pipeline run in fp32 (no bf16 autocast)")
+    except Exception as err:
+        errors.append(f"benchmark: {err!r}")
+        traceback.print_exc()
+    finally:
+        if args.workdir is None:
+            shutil.rmtree(work, ignore_errors=True)
+
+    for key in ("reference_s", "pipeline_s", "pipeline_cold_s", "pipeline_warm_s", "ratio", "ratio_warm",
+                "train_img_s_bs256", "train_img_s_bs256_compile", "infer_img_s_bs256", "decode_img_s_1core",
+                "decode_img_s_all_cores", "warm_cache_load_s", "n_train", "n_val"):  # fmt: skip
+        res.setdefault(key, None)
+    res["checks"] = checks(res)
+    res["notes"] = notes
+    res["errors"] = errors
+    text = json.dumps(res)
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(res, indent=1) + "\n")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    print(text, flush=True)
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
