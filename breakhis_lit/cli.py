@@ -110,9 +110,12 @@ class BreakHisCLI(LightningCLI):
         if trainer.precision is None:
             gpu = trainer.accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
             trainer.precision = "bf16-mixed" if gpu and torch.cuda.is_bf16_supported() else "32-true"
+        if trainer.deterministic:
+            trainer.benchmark = False  # cuDNN autotuning picks kernels by timing: not reproducible
         if cfg.get("weights_only") is None and "weights_only" in cfg:
             cfg.weights_only = True
         experiment_dir = Path(cfg.log_root) / cfg.experiment
+        _check_writable(experiment_dir, "--log_root")
         ckpt = cfg.get("ckpt_path")
         if self.subcommand == "fit":
             if ckpt is None:
@@ -136,6 +139,19 @@ class BreakHisCLI(LightningCLI):
         if not cfg.trainer.plugins:
             kwargs["plugins"] = [AtomicCheckpointIO()]
         return super().instantiate_trainer(**kwargs)
+
+
+def _check_writable(folder: Path, option: str) -> None:
+    """Fail early, in one line, when the run directory cannot be written (instead of after the first epoch)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-test-{os.getpid()}"
+        probe.touch()
+        probe.unlink()
+    except OSError as err:
+        raise BreakHisError(
+            f"{option} {folder.parent}: cannot write {folder} ({err.strerror or err}); pass a writable folder"
+        ) from None
 
 
 def _lightning_main(args: ArgsType) -> None:

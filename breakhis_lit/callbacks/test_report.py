@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +84,11 @@ class TestReport(Callback):
         atomic_write_text(run_dir / "metrics.json", json.dumps(summary, indent=2))
         atomic_write_text(run_dir / "predictions.csv", _predictions_csv(chosen, probs, datamodule.classes))
         print(f"wrote {run_dir / 'metrics.json'} and {run_dir / 'predictions.csv'}")
+
+
+def _finite_or_none(value: float) -> float | None:
+    """JSON has no NaN: undefined metrics (e.g. AUROC with one class present) are written as null."""
+    return value if math.isfinite(value) else None
 
 
 def _predictions_csv(records: list[Any], probs: torch.Tensor, classes: list[str]) -> str:

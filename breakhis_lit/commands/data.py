@@ -28,7 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--magnification", default="all", help="40, 100, 200, 400 or all (default)")
     p.add_argument("--workers", type=int, default=None, help="decoding processes (default: all cores)")
 
-    p = sub.add_parser("split", help="write a split CSV (path, group, patient_id, label, subtype, magnification, split)")
+    p = sub.add_parser(
+        "split", help="write a split CSV (path, group, patient_id, label, subtype, magnification, split)"
+    )
     p.add_argument("--root", required=True, help="folder holding BreaKHis_v1 (or a folder inside it)")
     p.add_argument("--magnification", default="40", help="40, 100, 200, 400 or all (default 40)")
     p.add_argument("--split", default="patient", choices=STRATEGIES, help="split strategy (default patient)")
@@ -53,13 +55,17 @@ def _summary(args: argparse.Namespace) -> int:
 def _check(args: argparse.Namespace) -> int:
     index = scan(args.root)
     images = index.select(args.magnification)
-    result = decode_images([index.abspath(im) for im in images], size=8, num_workers=args.workers,
-                           desc="checking images")
+    result = decode_images(
+        [index.abspath(im) for im in images], size=8, num_workers=args.workers, desc="checking images"
+    )
     if result.bad:
         for path, reason in result.bad:
             print(f"unreadable: {path} ({reason})")
-        print(f"{len(result.bad)} of {len(images)} images unreadable; fix or remove them "
-              f"(or train with --data.on_bad_image skip)", file=sys.stderr)
+        print(
+            f"{len(result.bad)} of {len(images)} images unreadable; fix or remove them "
+            f"(or train with --data.on_bad_image skip)",
+            file=sys.stderr,
+        )
         return 1
     print(f"{len(images)} images checked: all readable")
     return 0

@@ -29,10 +29,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("dir", metavar="DIR", help="output folder")
     parser.add_argument("--seed", type=int, default=0, help="random seed (same seed, same bytes)")
     parser.add_argument("--patients-per-subtype", type=int, default=3, help="patient folders per subtype (default 3)")
-    parser.add_argument("--images-per-magnification", type=int, default=8,
-                        help="images per malignant patient and magnification (default 8; benign: half)")
-    parser.add_argument("--size", type=_size, default=DEFAULT_SIZE,
-                        help=f"image size WxH (default {DEFAULT_SIZE[0]}x{DEFAULT_SIZE[1]})")
+    parser.add_argument(
+        "--images-per-magnification",
+        type=int,
+        default=8,
+        help="images per malignant patient and magnification (default 8; benign: half)",
+    )
+    parser.add_argument(
+        "--size", type=_size, default=DEFAULT_SIZE, help=f"image size WxH (default {DEFAULT_SIZE[0]}x{DEFAULT_SIZE[1]})"
+    )
     parser.add_argument("--force", action="store_true", help="replace demo data previously written to DIR")
     return parser
 
@@ -57,7 +62,9 @@ def main(argv: list[str] | None = None) -> int:
         if not args.force:
             raise BreakHisError(f"{out}: already holds BreaKHis_v1 or masks; choose another DIR or pass --force")
         if not (out / DEMO_MARKER).is_file():
-            raise BreakHisError(f"{out}: holds data not written by demo-data (no {DEMO_MARKER}); refusing to replace it")
+            raise BreakHisError(
+                f"{out}: holds data not written by demo-data (no {DEMO_MARKER}); refusing to replace it"
+            )
         for t in targets:
             shutil.rmtree(t, ignore_errors=True)
     start = time.perf_counter()

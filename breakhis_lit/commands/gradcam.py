@@ -50,6 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="The run's config (repeatable, later files win): finds the checkpoint by experiment and supplies "
         "data.image_size / data.task when the checkpoint lacks them.",
     )
+    parser.add_argument("--experiment", help="With --config: the run name (default: the config's experiment).")
+    parser.add_argument(
+        "--log_root", "--log-root", dest="log_root", help="With --config: folder of all runs (default: lightning_logs)."
+    )
     parser.add_argument("--out", required=True, type=Path, help="Output folder (created when missing).")
     parser.add_argument(
         "--target-class",
@@ -95,8 +99,8 @@ def _read_configs(paths: Sequence[str]) -> dict[str, Any]:
     return merged
 
 
-def _resolve_checkpoint(ckpt: str | None, config: dict[str, Any]) -> Path:
-    if config:
+def _resolve_checkpoint(ckpt: str | None, config: dict[str, Any], use_config: bool) -> Path:
+    if use_config:
         from breakhis_lit.checkpoints import find_run_checkpoint
 
         experiment_dir = Path(config.get("log_root", "lightning_logs")) / config.get("experiment", "default")
@@ -265,7 +269,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.batch_size < 1:
         raise BreakHisError(f"--batch-size {args.batch_size}: must be at least 1")
     config = _read_configs(args.config)
-    ckpt_path = _resolve_checkpoint(args.ckpt_path, config)
+    if (args.experiment or args.log_root) and not args.config:
+        raise BreakHisError("--experiment/--log_root: only used with --config; pass --config CFG or --ckpt_path PATH")
+    config.update({k: v for k, v in (("experiment", args.experiment), ("log_root", args.log_root)) if v})
+    ckpt_path = _resolve_checkpoint(args.ckpt_path, config, bool(args.config))
     checkpoint = read_checkpoint(ckpt_path)
     datamodule_hparams = dict(checkpoint.get("datamodule_hyper_parameters") or {})
     del checkpoint

@@ -1,6 +1,7 @@
 """Per-stage classification metrics of the paper (accuracy, F1 per class, G-mean, IBA, AUROC, ...) in one module."""
 
 from collections.abc import Sequence
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
@@ -58,8 +59,10 @@ class ClassificationMetrics(nn.Module):
         class_names: Class names in class-index order, e.g. ``["benign", "malignant"]``; at least two, unique.
         prefix: Prepended to every key of ``compute()``, e.g. ``"val/"``.
         threshold: Binary task only: probability of class 1 above which a sample is predicted class 1.
-        validate_args: Check in ``update`` that the inputs are probabilities and valid targets (one device sync per
-            call). Set to False to skip the value checks (shapes are always checked).
+        validate: When ``update`` checks that the values are probabilities (in [0, 1], rows summing to 1) and valid
+            class indices, which costs one device-to-host sync: ``"first"`` (default) on the first batch after each
+            reset, i.e. once per stage and epoch, enough to catch logits passed as probabilities; ``"every"`` on
+            every batch; ``"none"`` never. Shapes and dtypes are always checked (free).
     """
 
     def __init__(
@@ -67,7 +70,7 @@ class ClassificationMetrics(nn.Module):
         class_names: Sequence[str],
         prefix: str = "",
         threshold: float = 0.5,
-        validate_args: bool = True,
+        validate: Literal["first", "every", "none"] = "first",
     ) -> None:
         super().__init__()
         names = [str(name) for name in class_names]
@@ -82,7 +85,10 @@ class ClassificationMetrics(nn.Module):
         self.class_names = names
         self.prefix = prefix
         self.threshold = float(threshold)
-        self.validate_args = validate_args
+        if validate not in ("first", "every", "none"):
+            raise ValueError(f"validate must be 'first', 'every' or 'none', got {validate!r}")
+        self.validate = validate
+        self._values_checked = False
         self.binary = len(names) == 2
 
         # Inputs are checked in update(), so the torchmetrics checks (and their device syncs) are switched off.
@@ -144,7 +150,7 @@ class ClassificationMetrics(nn.Module):
             self.class_names,
             prefix=self.prefix if prefix is None else prefix,
             threshold=self.threshold,
-            validate_args=self.validate_args,
+            validate=self.validate,
         )
 
     def _check_inputs(self, probs: Tensor, target: Tensor) -> None:
@@ -156,7 +162,7 @@ class ClassificationMetrics(nn.Module):
             raise ValueError(f"target must have shape [{probs.shape[0]}], got {tuple(target.shape)}")
         if target.is_floating_point() or target.is_complex() or target.dtype == torch.bool:
             raise ValueError(f"target must hold integer class indices, got {target.dtype}")
-        if not self.validate_args or probs.shape[0] == 0:
+        if probs.shape[0] == 0 or self.validate == "none" or (self.validate == "first" and self._values_checked):
             return
         in_range = ((probs >= 0) & (probs <= 1)).all()
         sums_to_one = ((probs.sum(dim=1) - 1).abs() <= _PROB_SUM_TOLERANCE).all()
@@ -172,6 +178,7 @@ class ClassificationMetrics(nn.Module):
                 f"target must hold class indices in [0, {self.num_classes - 1}], "
                 f"got values in [{target.min().item()}, {target.max().item()}]"
             )
+        self._values_checked = True
 
     @torch.no_grad()
     def update(self, probs: Tensor, target: Tensor) -> None:
@@ -182,7 +189,7 @@ class ClassificationMetrics(nn.Module):
             target: True class indices ``[B]`` (integer dtype).
 
         Raises:
-            ValueError: On wrong shapes or dtypes, or (with ``validate_args``) values that are not probabilities or
+            ValueError: On wrong shapes or dtypes, or (see ``validate``) values that are not probabilities or
                 class indices.
         """
         probs, target = probs.detach(), target.detach()
@@ -212,6 +219,7 @@ class ClassificationMetrics(nn.Module):
         """Forget everything accumulated (call at the end of each epoch)."""
         self.metrics.reset()
         self.confmat.reset()
+        self._values_checked = False
 
     def extra_repr(self) -> str:
         """Settings shown in ``repr``."""

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import random
 from typing import Any, Literal
 
 import lightning as L
+import numpy as np
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
@@ -87,9 +90,7 @@ class BreakHisClassifier(L.LightningModule):
         self.class_names = classes
         for name in _STAGES:
             if not hasattr(self, f"{name}_metrics"):
-                # The module feeds softmax outputs itself: skip the per-step input checks (a device sync each).
-                metrics = ClassificationMetrics(classes, prefix=f"{name}/", validate_args=False)
-                setattr(self, f"{name}_metrics", metrics)
+                setattr(self, f"{name}_metrics", ClassificationMetrics(classes, prefix=f"{name}/"))
         if stage == "fit":
             if self.trainer.ckpt_path is None and hasattr(self.backbone, "load_pretrained"):
                 self.backbone.load_pretrained()
@@ -189,6 +190,14 @@ class BreakHisClassifier(L.LightningModule):
     @override
     def on_train_epoch_start(self) -> None:
         self._reset("train")
+        # Re-seed every epoch from (seed, epoch, rank): augmentation and dropout of epoch e are then the same
+        # in an uninterrupted run and in one resumed from a checkpoint, where the RNG state was not saved.
+        base = os.environ.get("PL_GLOBAL_SEED")
+        if base is not None:
+            seed = int(base) + 1000 * (self.current_epoch + 1) + self.global_rank
+            random.seed(seed)
+            np.random.seed(seed % 2**32)
+            torch.manual_seed(seed)  # also seeds every CUDA device
 
     @override
     def on_test_epoch_start(self) -> None:

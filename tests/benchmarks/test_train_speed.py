@@ -21,7 +21,8 @@ INTEGERS = ("cpu_count", "n_train", "n_val", "epochs", "image_size")
 def quick(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess, dict, Path]:
     out = tmp_path_factory.mktemp("speed") / "speed.json"
     proc = subprocess.run(
-        [sys.executable, str(SCRIPT), "--quick", "--out", str(out)],
+        # One thread: the shape, not the speed, is under test, and one thread keeps a busy 2-core runner fast.
+        [sys.executable, str(SCRIPT), "--quick", "--threads", "1", "--out", str(out)],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -48,6 +49,7 @@ def test_last_line_has_the_promised_keys_and_types(quick: tuple[subprocess.Compl
         assert result[key] > 0, key
     assert result["train_img_s_bs256_compile"] is None or isinstance(result["train_img_s_bs256_compile"], float)
     assert result["quick"] is True
+    assert result["torch_threads"] == 1
     assert isinstance(result["device"], str)
     assert isinstance(result["torch"], str)
     assert isinstance(result["lightning"], str)

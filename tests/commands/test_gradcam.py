@@ -141,6 +141,10 @@ def test_config_finds_the_experiment_checkpoint(ckpt, image_dir, tmp_path):
     assert main(["--config", str(config), str(image_dir / "a.png"), "--out", str(tmp_path / "o")]) == 0
     with pytest.raises(BreakHisError, match=r"checkpoints/last\.ckpt"):
         main(["--config", str(config), "--ckpt_path", "last", str(image_dir), "--out", str(tmp_path / "o2")])
+    with pytest.raises(BreakHisError, match=r"experiment 'other' has checkpoints/best\.ckpt"):
+        main(["--config", str(config), "--experiment", "other", str(image_dir), "--out", str(tmp_path / "o2")])
+    with pytest.raises(BreakHisError, match="only used with --config"):
+        main(["--ckpt_path", str(ckpt), "--log_root", "x", str(image_dir), "--out", str(tmp_path / "o2")])
 
 
 @pytest.mark.parametrize(

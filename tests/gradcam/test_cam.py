@@ -151,3 +151,16 @@ def test_rejects_bad_input(tiny_net, images):
     cams, probs = compute_cams(tiny_net, images[:0])
     assert cams.shape == (0, 32, 40)
     assert probs.shape == (0, 2)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_under_bf16_autocast_and_inference_mode(tiny_net, images):
+    expected, expected_probs = compute_cams(tiny_net, images)
+    model = tiny_net.cuda()
+    with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16):
+        cams, probs = compute_cams(model, images.cuda())
+    assert probs.device.type == "cpu"
+    assert probs.dtype == torch.float32
+    torch.testing.assert_close(probs, expected_probs, atol=2e-3, rtol=0)
+    assert np.corrcoef(cams.ravel(), expected.ravel())[0, 1] > 0.99

@@ -1,5 +1,4 @@
-"""Grad-CAM points at the lesion: a small DALA-style CNN trained on the demo data explains malignant images
-with heat inside the lesion masks the demo generator wrote."""
+"""Grad-CAM points at the lesion: a small DALA-style CNN trained on demo data heats the lesion masks."""
 
 from pathlib import Path
 
@@ -11,7 +10,7 @@ from PIL import Image
 from torch import Tensor, nn
 
 from breakhis_lit.data.cache import decode_image
-from breakhis_lit.data.demo import generate_demo, mask_path
+from breakhis_lit.data.demo import mask_path
 from breakhis_lit.data.transforms import normalize
 from breakhis_lit.gradcam import compute_cams
 from breakhis_lit.models import LightweightAttentionGate
@@ -55,9 +54,9 @@ def _balanced_accuracy(pred: Tensor, target: Tensor) -> float:
 
 
 @pytest.mark.slow
-def test_heat_lies_on_the_lesion(tmp_path: Path) -> None:
-    root = tmp_path / "demo"
-    paths = sorted(generate_demo(root).rglob("*.png"))
+def test_heat_lies_on_the_lesion(demo_root: Path) -> None:
+    root = demo_root  # the session's demo data (tests/conftest.py): default arguments, seed 0
+    paths = sorted((root / "BreaKHis_v1").rglob("*.png"))
     images = torch.stack([torch.from_numpy(decode_image(p, SIZE)) for p in paths])
     labels = torch.tensor([int("/malignant/" in p.as_posix()) for p in paths])
     folders = [p.parent.parent.name for p in paths]  # SOB_<B|M>_<subtype>_<patient>

@@ -200,7 +200,7 @@ def test_accepts_other_float_and_int_dtypes() -> None:
 
 
 def test_rejects_non_probabilities() -> None:
-    metrics = ClassificationMetrics(BINARY)
+    metrics = ClassificationMetrics(BINARY, validate="every")
     logits = torch.randn(8, 2) * 3
     target = torch.randint(0, 2, (8,))
     with pytest.raises(ValueError, match="softmax"):
@@ -215,8 +215,27 @@ def test_rejects_non_probabilities() -> None:
         metrics.update(torch.softmax(logits, 1), target[:4])
     with pytest.raises(ValueError, match="integer"):
         metrics.update(torch.softmax(logits, 1), target.float())
-    unchecked = ClassificationMetrics(BINARY, validate_args=False)
-    unchecked.update(torch.softmax(logits, 1), target)  # values are not checked, shapes still are
+    unchecked = ClassificationMetrics(BINARY, validate="none")
+    unchecked.update(logits, target)  # values are not checked ...
+    with pytest.raises(ValueError, match="shape"):
+        unchecked.update(torch.softmax(logits, 1), target[:4])  # ... shapes still are
+
+
+def test_validate_first_and_every() -> None:
+    probs, target = random_batch(2, seed=0, n=16)
+    first = ClassificationMetrics(BINARY)  # default: values of the first batch after each reset
+    first.update(probs, target)
+    first.update(probs * 3, target)  # not checked any more this epoch
+    first.reset()
+    with pytest.raises(ValueError, match="softmax"):
+        first.update(probs * 3, target)
+    every = ClassificationMetrics(BINARY, validate="every")
+    every.update(probs, target)
+    with pytest.raises(ValueError, match="softmax"):
+        every.update(probs * 3, target)
+    assert every.clone().validate == "every"
+    with pytest.raises(ValueError, match="validate"):
+        ClassificationMetrics(BINARY, validate="sometimes")  # type: ignore[arg-type]
 
 
 def test_invalid_class_names() -> None:

@@ -1,0 +1,74 @@
+import csv
+import json
+import os
+import shutil
+
+import pytest
+
+from breakhis_lit.commands.data import main
+from breakhis_lit.errors import BreakHisError
+
+
+def test_summary_json(breakhis_tree, shared_breakhis, capsys):
+    assert main(["summary", "--root", str(breakhis_tree)]) == 0
+    out = json.loads(capsys.readouterr().out)
+    expected = json.loads((shared_breakhis / "summary.json").read_text())
+    assert out["images"] == 7909
+    assert out["per_magnification"]["40X"]["benign"] == expected["per_magnification"]["40X"]["benign"]
+    assert (out["patient_folders"], out["patient_ids"], out["accession_groups"]) == (82, 81, 70)
+    assert (out["missing"], out["unexpected"]) == (0, 0)
+    assert {code: s["images"] for code, s in out["subtypes"].items()} == {
+        code: s["images"] for code, s in expected["subtypes"].items()
+    }
+
+
+def test_summary_lists_demo_files_as_unexpected(demo_root, capsys):
+    assert main(["summary", "--root", str(demo_root)]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["images"] == 576
+    assert out["unexpected"] == 576
+    assert len(out["unexpected_files"]) == 100
+    assert out["files_truncated_to"] == 100
+
+
+def test_check_ok_and_corrupt(demo_root, tmp_path, capsys):
+    copy = tmp_path / "demo"
+    shutil.copytree(demo_root / "BreaKHis_v1", copy / "BreaKHis_v1", copy_function=os.link)
+    assert main(["check", "--root", str(copy), "--magnification", "400"]) == 0
+    assert "144 images checked: all readable" in capsys.readouterr().out
+    victims = sorted((copy / "BreaKHis_v1").rglob("*-400-002.png"))[:2]
+    victims[0].unlink()
+    victims[0].write_bytes(b"")
+    data = victims[1].read_bytes()
+    victims[1].unlink()
+    victims[1].write_bytes(data[:100])
+    assert main(["check", "--root", str(copy / "BreaKHis_v1")]) == 1
+    out = capsys.readouterr().out
+    assert f"{victims[0]} (zero bytes)" in out
+    assert f"{victims[1]} (truncated)" in out
+
+
+def test_split_writes_csv_and_refuses_overwrite(demo_root, tmp_path, capsys):
+    out = tmp_path / "sub" / "split.csv"
+    args = ["split", "--root", str(demo_root), "--magnification", "40X", "--split", "patient", "--seed", "1"]
+    assert main([*args, "--out", str(out)]) == 0
+    assert "wrote" in capsys.readouterr().out
+    with out.open() as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == ["path", "group", "patient_id", "label", "subtype", "magnification", "split"]
+    assert len(rows) == 144
+    assert {r["split"] for r in rows} == {"train", "val", "test"}
+    with pytest.raises(BreakHisError, match=r"already exists.*--force"):
+        main([*args, "--out", str(out)])
+    assert main([*args, "--seed", "2", "--group-by", "folder", "--out", str(out), "--force"]) == 0
+
+
+def test_split_kfold_and_bad_input(demo_root, tmp_path):
+    out = tmp_path / "k.csv"
+    assert main(["split", "--root", str(demo_root), "--split", "kfold", "--fold", "2", "--out", str(out)]) == 0
+    with pytest.raises(BreakHisError, match="magnification"):
+        main(["split", "--root", str(demo_root), "--magnification", "41", "--out", str(tmp_path / "x.csv")])
+    with pytest.raises(BreakHisError, match="does not exist"):
+        main(["summary", "--root", str(tmp_path / "missing")])
+    with pytest.raises(SystemExit):
+        main(["split", "--root", str(demo_root)])  # --out is required

@@ -1,0 +1,160 @@
+"""Reliability of the command line: kill and resume, two processes (DDP on the CPU), bad input, NaN losses.
+
+These run ``python -m breakhis_lit`` in subprocesses, as a user would (DDP re-launches the command line).
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from breakhis_lit.cli import main
+from breakhis_lit.data.demo import generate_demo
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO = str(ROOT / "configs" / "demo.yaml")
+
+
+@pytest.fixture(scope="module")
+def demo_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return generate_demo(tmp_path_factory.mktemp("demo") / "data")
+
+
+def _args(demo_root: Path, logs: Path, *extra: str) -> list[str]:
+    return [
+        "--config", DEMO,
+        "--data.root", str(demo_root),
+        "--data.cache_dir", str(logs.parent / "cache"),
+        "--log_root", str(logs),
+        "--trainer.enable_progress_bar", "false",
+        "--trainer.enable_model_summary", "false",
+        "--trainer.deterministic", "true",
+        "--gradcam.every_n_epochs", "1000",
+        "--gradcam.on_test", "false",
+        *extra,
+    ]  # fmt: skip
+
+
+def _breakhis(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "breakhis_lit", *args], capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT
+    )
+
+
+@pytest.mark.slow
+def test_killed_fit_resumes_to_the_same_result(demo_root: Path, tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    common = _args(demo_root, logs, "--trainer.max_epochs", "3")
+    full = _breakhis("fit", *common, "--experiment", "full")
+    assert full.returncode == 0, full.stderr[-2000:]
+
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, "-m", "breakhis_lit", "fit", *common, "--experiment", "killed"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    last = logs / "killed" / "version_0" / "checkpoints" / "last.ckpt"
+    deadline = time.monotonic() + 240
+    while not last.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert last.exists(), "no checkpoint before the deadline"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert torch.load(last, weights_only=True)["epoch"] < 2, "killed too late to test resuming"
+
+    resumed = _breakhis("fit", *common, "--experiment", "killed", "--ckpt_path", "last")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "using checkpoint" in resumed.stderr
+    assert not (logs / "killed" / "version_1").exists()  # resumed in place
+
+    a = torch.load(logs / "full/version_0/checkpoints/last.ckpt", weights_only=True)
+    b = torch.load(last, weights_only=True)
+    assert a["epoch"] == b["epoch"] == 2
+    for key, tensor in a["state_dict"].items():
+        assert torch.equal(tensor, b["state_dict"][key]), key
+    history_a = (logs / "full/version_0/history.csv").read_text().splitlines()
+    history_b = (logs / "killed/version_0/history.csv").read_text().splitlines()
+    assert len(history_b) == 4  # header + 3 epochs
+    strip_time = lambda rows: [r.split(",", 2)[::2] for r in rows]  # noqa: E731 (drop elapsed_s)
+    assert strip_time(history_a) == strip_time(history_b)
+
+
+@pytest.mark.slow
+def test_ddp_on_two_cpu_processes(demo_root: Path, tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    common = _args(demo_root, logs, "--trainer.max_epochs", "1", "--experiment", "ddp", "--data.sampler", "oversample")
+    ddp = ["--trainer.strategy", "ddp", "--trainer.devices", "2", "--trainer.accelerator", "cpu"]
+    fit = _breakhis("fit", *common, *ddp)
+    assert fit.returncode == 0, fit.stderr[-3000:]
+    run = logs / "ddp" / "version_0"
+    assert (run / "checkpoints" / "best.ckpt").is_file()
+    assert not (logs / "ddp" / "version_1").exists()  # one run directory, written by rank zero
+
+    two = _breakhis("test", *common, *ddp)
+    assert two.returncode == 0, two.stderr[-3000:]
+    metrics_two = json.loads((run / "metrics.json").read_text())
+    one = _breakhis("test", *common, "--trainer.devices", "1", "--trainer.accelerator", "cpu")
+    assert one.returncode == 0, one.stderr[-3000:]
+    metrics_one = json.loads((run / "metrics.json").read_text())
+    assert metrics_one["test"]["n_images"] == metrics_two["test"]["n_images"]
+    for key, value in metrics_one["test"].items():
+        if isinstance(value, float):
+            assert value == pytest.approx(metrics_two["test"][key], abs=1e-5), key
+        else:
+            assert value == metrics_two["test"][key], key
+
+
+def _fails_with(capsys: pytest.CaptureFixture[str], *args: str) -> str:
+    with pytest.raises(SystemExit) as exit_info:
+        main(list(args))
+    assert exit_info.value.code not in (0, None)
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(err) == 1, err
+    return err[0]
+
+
+def test_bad_input_matrix(demo_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    logs = tmp_path / "logs"
+    base = _args(demo_root, logs, "--trainer.max_epochs", "1")
+    missing = tmp_path / "nowhere"
+    assert str(missing) in _fails_with(capsys, "fit", *base, "--data.root", str(missing), "--data.demo", "false")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert str(empty) in _fails_with(capsys, "fit", *base, "--data.root", str(empty), "--data.demo", "false")
+    assert "magnification" in _fails_with(capsys, "fit", *base, "--data.magnification", "50")
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("")
+    assert "--log_root" in _fails_with(capsys, "fit", *base, "--log_root", str(not_a_folder / "logs"))
+    junk = tmp_path / "junk.ckpt"
+    junk.write_bytes(b"\x00" * 64)
+    assert "not a readable PyTorch checkpoint" in _fails_with(capsys, "test", *base, "--ckpt_path", str(junk))
+    with pytest.raises(SystemExit) as exit_info:  # a config typo: jsonargparse names the key
+        main(["fit", *base, "--trainer.max_epohs", "1"])
+    assert exit_info.value.code == 2
+    assert "max_epohs" in capsys.readouterr().err
+
+
+def test_non_finite_loss_stops_the_run(
+    demo_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from breakhis_lit.models import classifier
+
+    original = classifier.BreakHisClassifier._loss
+
+    def poisoned(self, logits, labels):
+        loss = original(self, logits, labels)
+        return loss * float("nan") if self.current_epoch == 1 and self.training else loss
+
+    monkeypatch.setattr(classifier.BreakHisClassifier, "_loss", poisoned)
+    logs = tmp_path / "logs"
+    message = _fails_with(capsys, "fit", *_args(demo_root, logs, "--trainer.max_epochs", "3"))
+    assert "non-finite in epoch 1 at step" in message
+    last = logs / "demo" / "version_0" / "checkpoints" / "last.ckpt"
+    checkpoint = torch.load(last, weights_only=True)
+    assert checkpoint["epoch"] == 0  # the last good epoch, not the poisoned one
+    assert all(torch.isfinite(t).all() for t in checkpoint["state_dict"].values() if t.is_floating_point())
