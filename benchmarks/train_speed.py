@@ -40,6 +40,7 @@ import tempfile
 import time
 import traceback
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -324,12 +325,12 @@ def pipeline_args(
         "--experiment", experiment,
         "--trainer.max_epochs", str(epochs),
         "--trainer.enable_progress_bar", "false",
+        "--data.image_size", str(image_size),  # the reference's size (the config's 224 in a full run)
     ]  # fmt: skip
     if quick:
         args += [
             "--model.backbone.class_path", "breakhis_lit.models.DALAResNet",
             "--model.backbone.init_args.arch", "resnet18",
-            "--data.image_size", str(image_size),
         ]  # fmt: skip
     return args
 
@@ -354,11 +355,14 @@ def run_pipeline(args: list[str], device: torch.device) -> float:
     return seconds[0]
 
 
-def checkpoint_save_time(build: Callable[[], nn.Module], device: torch.device, path: Path) -> tuple[float, float]:
+def checkpoint_save_time(
+    build: Callable[[], nn.Module], device: torch.device, path: Path
+) -> tuple[float, float, float]:
     """Time one checkpoint write as the pipeline does it (model + AdamW state, ``AtomicCheckpointIO``).
 
     Returns:
-        Seconds and megabytes of the file.
+        Seconds the caller is blocked (the training loop's cost; less than the total when the plugin writes in
+        the background), seconds until the file is complete, and megabytes of the file.
     """
     from breakhis_lit.checkpoints import AtomicCheckpointIO
 
@@ -369,14 +373,17 @@ def checkpoint_save_time(build: Callable[[], nn.Module], device: torch.device, p
     opt.step()  # creates the two moment buffers per parameter
     state = {"state_dict": model.state_dict(), "optimizer_states": [opt.state_dict()]}
     io_ = AtomicCheckpointIO()
+    sync(device)
     start = time.perf_counter()
     io_.save_checkpoint(state, path)
-    seconds = time.perf_counter() - start
+    blocking = time.perf_counter() - start
+    io_.teardown()  # waits for a background write
+    total = time.perf_counter() - start
     megabytes = path.stat().st_size / 2**20
     path.unlink()
     del model, opt, state
     free_memory(device)
-    return seconds, megabytes
+    return blocking, total, megabytes
 
 
 def run_summary(run_dir: Path) -> dict[str, Any]:
@@ -459,6 +466,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--config", type=Path, default=REPO / "configs" / "attn.yaml", help="pipeline config")
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile throughput (~1 min)")
     parser.add_argument(
+        "--data-only", action="store_true", help="only the PNG tree, decode rates and warm cache load (no training)"
+    )
+    parser.add_argument(
         "--repeat", type=int, default=1, help="time (a), (b) cold and (b) warm this many times, report the minimum"
     )
     parser.add_argument("--workdir", type=Path, default=None, help="keep the PNGs, caches and runs here")
@@ -477,201 +487,264 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+@dataclass
+class Run:
+    """What the phases of one benchmark run share."""
+
+    args: argparse.Namespace
+    device: torch.device
+    work: Path
+    res: dict[str, Any]
+    notes: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def quick(self) -> bool:
+        """``--quick``: small images and the ResNet18 trunk."""
+        return bool(self.args.quick)
+
+    @property
+    def cuda(self) -> bool:
+        """Whether the run is on a CUDA device."""
+        return self.device.type == "cuda"
+
+    def build(self) -> nn.Module:
+        """A fresh, randomly initialised benchmark model."""
+        return build_model(self.quick)
+
+    def result(self) -> dict[str, Any]:
+        """The result so far, with the checks, notes and errors."""
+        return {**self.res, "loadavg_end": loadavg(), "checks": checks(self.res), "targets": TARGETS,
+                "notes": self.notes, "errors": self.errors}  # fmt: skip
+
+    def save(self, result: dict[str, Any] | None = None) -> None:
+        """Write the result so far to ``--out`` (a run killed by a time limit still leaves its numbers)."""
+        if self.args.out is not None:
+            self.args.out.parent.mkdir(parents=True, exist_ok=True)
+            self.args.out.write_text(json.dumps(result or self.result(), indent=1) + "\n")
+
+
+def measure_data(run: Run) -> tuple[Path, Path]:
+    """Write the PNG tree; time decoding on one core, the cache build on all cores and a warm cache load.
+
+    Returns:
+        The data root and the (built) reference cache folder.
+    """
+    res, quick, size = run.res, run.quick, run.res["image_size"]
+    cores = res["cpu_count"]
+    t0 = time.perf_counter()
+    root, pngs, kb = write_tree(run.work / "data", "quick" if quick else "full", cores)
+    res.update(n_images=len(pngs), png_kb_mean=rnd(kb, 1), data_generation_s=rnd(time.perf_counter() - t0))
+    log(f"wrote {len(pngs)} PNGs ({kb:.0f} KB each) in {res['data_generation_s']} s")
+
+    from breakhis_lit.data.cache import load_or_build
+
+    res["decode_img_s_1core"] = rnd(decode_1core(pngs[: 144 if quick else 64], size), 1)
+    files = split_files(root, size)
+    cache = run.work / "cache-reference"
+    t0 = time.perf_counter()
+    built = load_or_build(files, size, cache, progress=False)
+    seconds = time.perf_counter() - t0
+    if not built.built:
+        raise RuntimeError(f"{cache}: a fresh cache folder already held this cache")
+    res["decode_img_s_all_cores"] = rnd(len(files) / seconds, 1)
+    res["cache_build_s"] = rnd(seconds)
+    res["decode_parallel_efficiency"] = rnd(res["decode_img_s_all_cores"] / (cores * res["decode_img_s_1core"]), 3)
+    t0 = time.perf_counter()
+    warm = load_or_build(files, size, cache, progress=False)
+    res["warm_cache_load_s"] = rnd(time.perf_counter() - t0, 3)
+    if warm.built:
+        raise RuntimeError(f"{cache}: the warm cache load decoded the images again")
+    res["cache_mb"] = rnd(warm.images.nbytes / 2**20, 1)
+    run.save()
+    log(
+        f"decode: {res['decode_img_s_1core']} img/s on one core, {res['decode_img_s_all_cores']} img/s on "
+        f"{cores} cores ({len(files)} images in {res['cache_build_s']} s); warm cache load "
+        f"{res['warm_cache_load_s']} s ({res['cache_mb']} MB)"
+    )
+    return root, cache
+
+
+def measure_training(run: Run, root: Path, cache: Path) -> None:
+    """Time (a) the hand loop and (b) ``breakhis fit`` (cold, then warm cache), interleaved ``--repeat`` times."""
+    from breakhis_lit.data import BreakHisDataModule
+
+    res, device, epochs, size = run.res, run.device, run.res["epochs"], run.res["image_size"]
+    dm = BreakHisDataModule(root=str(root), magnification=MAGNIFICATION, image_size=size, cache_dir=str(cache), seed=0)
+    t0 = time.perf_counter()
+    dm.setup("fit")
+    res["datamodule_setup_warm_s"] = rnd(time.perf_counter() - t0, 3)
+    tr, va = dm.dataset("train"), dm.dataset("val")
+    x_train, y_train, x_val = tr.images[tr.rows].to(device), tr.labels.to(device), va.images[va.rows].to(device)
+    res["n_train"], res["n_val"] = len(x_train), len(x_val)
+    del dm, tr, va
+    log(f"split: {res['n_train']} train, {res['n_val']} val images; hand loop warm-up")
+
+    # Warm-up (untimed): CUDA context, cuDNN autotuning of every batch shape (both paths profit), oneDNN.
+    n_warm = len(x_train) if run.cuda else 64
+    hand_loop(run.build, (x_train[:n_warm], y_train[:n_warm]), x_val, 1, device)
+    blocking, total, megabytes = checkpoint_save_time(run.build, device, run.work / "probe.ckpt")
+    res["checkpoint_save_blocking_s"], res["checkpoint_save_s"] = rnd(blocking, 3), rnd(total, 3)
+    res["checkpoint_mb"] = rnd(megabytes, 1)
+    log(f"one checkpoint write (model + AdamW state, {megabytes:.0f} MB): {total:.3f} s, {blocking:.3f} s blocking")
+
+    # The package's command line, imported once before timing (a process-level cost, not part of fit).
+    t0 = time.perf_counter()
+    import breakhis_lit.cli  # noqa: F401
+
+    res["pipeline_import_s"] = rnd(time.perf_counter() - t0)
+
+    # The hand loop, then breakhis fit with an empty image cache, then again with that cache built; with
+    # --repeat the minimum of each is reported (load from other processes only ever adds time).
+    logs = run.work / "logs"
+    times: dict[str, list[float]] = {"reference": [], "cold": [], "warm": []}
+    summaries: dict[str, list[dict[str, Any]]] = {"cold": [], "warm": []}
+    for r in range(run.args.repeat):
+        times["reference"].append(hand_loop(run.build, (x_train, y_train), x_val, epochs, device))
+        res[f"reference_s_{r}"] = rnd(times["reference"][-1])
+        run.save()
+        log(f"reference (hand loop, {epochs} epochs): {times['reference'][-1]:.2f} s")
+        for kind in ("cold", "warm"):
+            name = f"speed_{kind}_{r}"
+            args = pipeline_args(run.args.config, root, run.work / f"cache-pipeline-{r}", logs, name, epochs,
+                                 run.quick, size)  # fmt: skip
+            try:
+                times[kind].append(run_pipeline(args, device))
+            except Exception as err:  # report and go on: the other numbers are still worth having
+                run.errors.append(f"pipeline {kind}: {err!r}")
+                traceback.print_exc()
+                continue
+            summaries[kind].append(run_summary(logs / name / "version_0"))
+            res[f"pipeline_{kind}_s_{r}"] = rnd(times[kind][-1])
+            run.save()
+            log(f"pipeline ({kind} cache): {times[kind][-1]:.2f} s (fit loop {summaries[kind][-1]['fit_time_s']} s)")
+    del x_train, y_train, x_val
+    free_memory(device)
+
+    res["repeat"] = run.args.repeat
+    res["reference_s"] = rnd(min(times["reference"]))
+    for kind in ("cold", "warm"):
+        key = f"pipeline_{kind}_s"
+        if len(times[kind]) != run.args.repeat:
+            res[key] = None
+            continue
+        best = int(np.argmin(times[kind]))
+        res[key] = rnd(times[kind][best])
+        fit_loop = summaries[kind][best]["fit_time_s"]
+        res[f"pipeline_{kind}_fit_loop_s"] = fit_loop
+        # outside the fit loop: CLI parsing, model build, data scan and split, image cache build or load
+        res[f"pipeline_{kind}_outside_fit_loop_s"] = None if fit_loop is None else rnd(res[key] - fit_loop)
+        res[f"pipeline_{kind}_train_img_s_last_epoch"] = summaries[kind][best]["train_img_s_last_epoch"]
+    if run.args.repeat > 1:
+        res["reference_s_all"] = [rnd(v) for v in times["reference"]]
+        res["pipeline_cold_s_all"] = [rnd(v) for v in times["cold"]]
+        res["pipeline_warm_s_all"] = [rnd(v) for v in times["warm"]]
+    res["pipeline_s"] = res["pipeline_cold_s"]
+    ref = res["reference_s"]
+    res["ratio"] = rnd(res["pipeline_s"] / ref, 3) if res["pipeline_s"] else None
+    res["ratio_warm"] = rnd(res["pipeline_warm_s"] / ref, 3) if res["pipeline_warm_s"] else None
+    for r in range(run.args.repeat):  # partial results, superseded by the keys above
+        for key in (f"reference_s_{r}", f"pipeline_cold_s_{r}", f"pipeline_warm_s_{r}"):
+            res.pop(key, None)
+    run.save()
+    log(f"ratio (cold) {res['ratio']}, ratio (warm) {res['ratio_warm']}")
+
+
+def measure_throughput(run: Run) -> None:
+    """Training (eager, compiled) and inference img/s on random inputs at batch 256 (``--quick``: 16, small)."""
+    res, device = run.res, run.device
+    batch, size = (16, res["image_size"]) if run.quick else (256, 224)
+    steps, warmup = (3, 1) if run.quick else (20, 5)
+    res["throughput_batch"], res["throughput_image_size"] = batch, size
+    rate, _ = train_rate(run.build, device, batch, size, steps, warmup)
+    free_memory(device)
+    res["train_img_s_bs256"] = rnd(rate, 1)
+    run.save()
+    log(f"train throughput, batch {batch}: {res['train_img_s_bs256']} img/s")
+    if not run.cuda:
+        run.notes.append("torch.compile throughput is measured on CUDA only (null on a CPU)")
+    elif run.args.no_compile:
+        run.notes.append("torch.compile throughput skipped (--no-compile)")
+    else:
+        try:
+            rate, warm_s = train_rate(run.build, device, batch, size, 30, 3, compile=True)
+            res["train_img_s_bs256_compile"], res["compile_warmup_s"] = rnd(rate, 1), rnd(warm_s, 1)
+            run.save()
+            log(f"train throughput, batch {batch}, compiled: {rate:.1f} img/s ({warm_s:.0f} s to compile)")
+        except Exception as err:
+            run.errors.append(f"compile: {err!r}")
+            traceback.print_exc()
+        free_memory(device)
+    res["infer_img_s_bs256"] = rnd(infer_rate(run.build, device, batch, size, steps, warmup), 1)
+    free_memory(device)
+    log(f"inference throughput, batch {batch}: {res['infer_img_s_bs256']} img/s")
+    if run.quick:
+        run.notes.append(f"--quick: throughput keys hold batch {batch} at {size} px with the ResNet18 trunk")
+
+
+RESULT_KEYS = (
+    "reference_s", "pipeline_s", "pipeline_cold_s", "pipeline_warm_s", "ratio", "ratio_warm", "train_img_s_bs256",
+    "train_img_s_bs256_compile", "compile_warmup_s", "infer_img_s_bs256", "decode_img_s_1core",
+    "decode_img_s_all_cores", "warm_cache_load_s", "n_train", "n_val",
+)  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     quick = args.quick
     mode = "quick" if quick else "full"
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     cuda = device.type == "cuda"
-    epochs = args.epochs or (3 if quick else 50)
-    image_size = TREES[mode]["image_size"]
-    cores = cpus_available()
     if args.threads is not None:
         torch.set_num_threads(args.threads)  # one process: applies to the hand loop and to breakhis fit alike
     if cuda:
         torch.backends.cudnn.benchmark = True  # as the pipeline's trainer.benchmark
-    errors: list[str] = []
-    notes: list[str] = []
     res: dict[str, Any] = {
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "command": " ".join(["python benchmarks/train_speed.py", *(sys.argv[1:] if argv is None else argv)]),
         "quick": quick,
+        "data_only": args.data_only,
         "device": torch.cuda.get_device_name(device) if cuda else "cpu",
         "cpu_model": cpu_model(),
-        "cpu_count": cores,
+        "cpu_count": cpus_available(),
         "os_cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "loadavg_start": loadavg(),
         **versions(),
         "model": "DALAResNet(arch=resnet18)" if quick else "DALAResNet50",
         "precision": "bf16-mixed" if cuda else "32-true",
-        "epochs": epochs,
+        "epochs": args.epochs or (3 if quick else 50),
         "batch_size": 32,
-        "image_size": image_size,
+        "image_size": TREES[mode]["image_size"],
         "png_size": list(TREES[mode]["png"]),
+        **dict.fromkeys(RESULT_KEYS),
     }
-    log(f"{mode} run on {res['device']} ({res['cpu_model']}, {cores} cores), torch {torch.__version__}")
-
+    log(f"{mode} run on {res['device']} ({res['cpu_model']}, {res['cpu_count']} cores), torch {torch.__version__}")
     work = args.workdir or Path(tempfile.mkdtemp(prefix="breakhis-speed-"))
     work.mkdir(parents=True, exist_ok=True)
+    run = Run(args, device, work, res)
+    if not cuda:
+        run.notes.append("on a CPU the reference and the pipeline run in fp32 (no bf16 autocast)")
     try:
-        # ---- synthetic tree
-        t0 = time.perf_counter()
-        root, pngs, kb = write_tree(work / "data", mode, cores)
-        res.update(n_images=len(pngs), png_kb_mean=rnd(kb, 1), data_generation_s=rnd(time.perf_counter() - t0))
-        log(f"wrote {len(pngs)} PNGs ({kb:.0f} KB each) in {res['data_generation_s']} s")
-
-        # ---- decoding: one core, then the package's cache builder on all cores (cold), then a warm load
-        from breakhis_lit.data.cache import load_or_build
-
-        res["decode_img_s_1core"] = rnd(decode_1core(pngs[: min(len(pngs), 64 if not quick else 144)], image_size), 1)
-        files = split_files(root, image_size)
-        ref_cache = work / "cache-reference"
-        t0 = time.perf_counter()
-        built = load_or_build(files, image_size, ref_cache, progress=False)
-        cold = time.perf_counter() - t0
-        assert built.built, "the reference cache should have been built"
-        res["decode_img_s_all_cores"] = rnd(len(files) / cold, 1)
-        res["cache_build_s"] = rnd(cold)
-        t0 = time.perf_counter()
-        warm = load_or_build(files, image_size, ref_cache, progress=False)
-        res["warm_cache_load_s"] = rnd(time.perf_counter() - t0, 3)
-        assert not warm.built, "the warm cache load decoded images"
-        res["decode_parallel_efficiency"] = rnd(res["decode_img_s_all_cores"] / (cores * res["decode_img_s_1core"]), 3)
-        log(
-            f"decode: {res['decode_img_s_1core']} img/s on one core, {res['decode_img_s_all_cores']} img/s on "
-            f"{cores} cores ({len(files)} images in {res['cache_build_s']} s); warm cache load "
-            f"{res['warm_cache_load_s']} s"
-        )
-        del built, warm
-
-        # ---- (a) the hand-written loop on the package's split of the same tree
-        from breakhis_lit.data import BreakHisDataModule
-
-        dm = BreakHisDataModule(root=str(root), magnification=MAGNIFICATION, image_size=image_size,
-                                cache_dir=str(ref_cache), seed=0)  # fmt: skip
-        t0 = time.perf_counter()
-        dm.setup("fit")
-        res["datamodule_setup_warm_s"] = rnd(time.perf_counter() - t0, 3)
-        tr, va = dm.dataset("train"), dm.dataset("val")
-        x_train = tr.images[tr.rows].to(device)
-        y_train = tr.labels.to(device)
-        x_val = va.images[va.rows].to(device)
-        res["n_train"], res["n_val"] = len(x_train), len(x_val)
-        del dm, tr, va
-        log(f"split: {res['n_train']} train, {res['n_val']} val images; hand loop warm-up")
-
-        def build() -> nn.Module:
-            return build_model(quick)
-
-        # Warm-up (untimed): CUDA context, cuDNN autotuning of every batch shape (both paths profit), oneDNN.
-        n_warm = len(x_train) if cuda else 64
-        hand_loop(build, (x_train[:n_warm], y_train[:n_warm]), x_val, 1, device)
-        seconds, megabytes = checkpoint_save_time(build, device, work / "probe.ckpt")
-        res["checkpoint_save_s"], res["checkpoint_mb"] = rnd(seconds, 3), rnd(megabytes, 1)
-        log(f"one checkpoint write (model + AdamW state, {megabytes:.0f} MB): {seconds:.3f} s")
-
-        # The package's command line, imported once before timing (a process-level cost, not part of fit).
-        t0 = time.perf_counter()
-        import breakhis_lit.cli  # noqa: F401
-
-        res["pipeline_import_s"] = rnd(time.perf_counter() - t0)
-
-        # ---- (a) and (b) interleaved, ``--repeat`` times: the hand loop, then breakhis fit with an empty image
-        # cache, then again with that cache built; the minimum of each is reported (other load only adds time).
-        logs = work / "logs"
-        times: dict[str, list[float]] = {"reference": [], "cold": [], "warm": []}
-        summaries: dict[str, list[dict[str, Any]]] = {"cold": [], "warm": []}
-        for r in range(args.repeat):
-            times["reference"].append(hand_loop(build, (x_train, y_train), x_val, epochs, device))
-            log(f"reference (hand loop, {epochs} epochs): {times['reference'][-1]:.2f} s")
-            pipe_cache = work / f"cache-pipeline-{r}"
-            for kind in ("cold", "warm"):
-                name = f"speed_{kind}_{r}"
-                try:
-                    pargs = pipeline_args(args.config, root, pipe_cache, logs, name, epochs, quick, image_size)
-                    times[kind].append(run_pipeline(pargs, device))
-                    summaries[kind].append(run_summary(logs / name / "version_0"))
-                    log(f"pipeline ({kind} cache): {times[kind][-1]:.2f} s "
-                        f"(fit loop {summaries[kind][-1]['fit_time_s']} s)")  # fmt: skip
-                except Exception as err:  # report and go on: the other numbers are still worth having
-                    errors.append(f"pipeline {kind}: {err!r}")
-                    traceback.print_exc()
-        del x_train, y_train, x_val
-        free_memory(device)
-        res["repeat"] = args.repeat
-        res["reference_s"] = rnd(min(times["reference"]))
-        for kind in ("cold", "warm"):
-            key = f"pipeline_{kind}_s"
-            if len(times[kind]) != args.repeat:
-                res[key] = None
-                continue
-            best = int(np.argmin(times[kind]))
-            res[key] = rnd(times[kind][best])
-            fit_loop = summaries[kind][best]["fit_time_s"]
-            res[f"pipeline_{kind}_fit_loop_s"] = fit_loop
-            # outside the fit loop: CLI parsing, model build, data scan and split, image cache build or load
-            res[f"pipeline_{kind}_outside_fit_loop_s"] = None if fit_loop is None else rnd(res[key] - fit_loop)
-            res[f"pipeline_{kind}_train_img_s_last_epoch"] = summaries[kind][best]["train_img_s_last_epoch"]
-        if args.repeat > 1:
-            for kind, values in times.items():
-                res[f"{kind if kind == 'reference' else 'pipeline_' + kind}_s_all"] = [rnd(v) for v in values]
-        res["pipeline_s"] = res["pipeline_cold_s"]
-        ref = res["reference_s"]
-        res["ratio"] = rnd(res["pipeline_s"] / ref, 3) if res["pipeline_s"] else None
-        res["ratio_warm"] = rnd(res["pipeline_warm_s"] / ref, 3) if res["pipeline_warm_s"] else None
-        log(f"ratio (cold) {res['ratio']}, ratio (warm) {res['ratio_warm']}")
-
-        # ---- throughputs on random inputs
-        batch, size = (16, image_size) if quick else (256, 224)
-        steps, warmup = (3, 1) if quick else (20, 5)
-        res["throughput_batch"], res["throughput_image_size"] = batch, size
-        rate, _ = train_rate(build, device, batch, size, steps, warmup)
-        free_memory(device)
-        res["train_img_s_bs256"] = rnd(rate, 1)
-        log(f"train throughput, batch {batch}: {res['train_img_s_bs256']} img/s")
-        res["train_img_s_bs256_compile"] = res["compile_warmup_s"] = None
-        if not cuda:
-            notes.append("torch.compile throughput is measured on CUDA only (null on a CPU)")
-        elif args.no_compile:
-            notes.append("torch.compile throughput skipped (--no-compile)")
+        root, cache = measure_data(run)
+        if args.data_only:
+            run.notes.append("--data-only: no training measured")
         else:
-            try:
-                rate, warm_s = train_rate(build, device, batch, size, 30, 3, compile=True)
-                free_memory(device)
-                res["train_img_s_bs256_compile"], res["compile_warmup_s"] = rnd(rate, 1), rnd(warm_s, 1)
-                log(f"train throughput, batch {batch}, compiled: {rate:.1f} img/s ({warm_s:.0f} s to compile)")
-            except Exception as err:
-                errors.append(f"compile: {err!r}")
-                traceback.print_exc()
-        res["infer_img_s_bs256"] = rnd(infer_rate(build, device, batch, size, steps, warmup), 1)
-        log(f"inference throughput, batch {batch}: {res['infer_img_s_bs256']} img/s")
-        if quick:
-            notes.append(f"--quick: throughput keys hold batch {batch} at {size} px, ResNet18 trunk, fp32 on a CPU")
-        if not cuda:
-            notes.append("on a CPU the reference and the pipeline run in fp32 (no bf16 autocast)")
+            measure_training(run, root, cache)
+            measure_throughput(run)
     except Exception as err:
-        errors.append(f"benchmark: {err!r}")
+        run.errors.append(f"benchmark: {err!r}")
         traceback.print_exc()
     finally:
         if args.workdir is None:
             shutil.rmtree(work, ignore_errors=True)
 
-    for key in ("reference_s", "pipeline_s", "pipeline_cold_s", "pipeline_warm_s", "ratio", "ratio_warm",
-                "train_img_s_bs256", "train_img_s_bs256_compile", "infer_img_s_bs256", "decode_img_s_1core",
-                "decode_img_s_all_cores", "warm_cache_load_s", "n_train", "n_val"):  # fmt: skip
-        res.setdefault(key, None)
-    res["loadavg_end"] = loadavg()
-    res["checks"] = checks(res)
-    res["notes"] = notes
-    res["errors"] = errors
-    text = json.dumps(res)
-    if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(res, indent=1) + "\n")
+    result = run.result()
+    run.save(result)
+    text = json.dumps(result)
     sys.stderr.flush()
     print(f"\n{text}", flush=True)  # own line even when a progress bar left a partial line on the terminal
-    return 1 if errors else 0
+    return 1 if run.errors else 0
 
 
 if __name__ == "__main__":

@@ -6,10 +6,12 @@ import os
 import pickle
 import re
 import zipfile
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import torch
+from lightning.fabric.utilities.apply_func import apply_to_collection
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from typing_extensions import override
 
@@ -20,15 +22,25 @@ _SAFE_PREFIXES = ("breakhis_lit.", "torch.optim.", "lightning.pytorch.cli.")
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Write checkpoints atomically.
+    """Write checkpoints atomically, in a background thread.
 
-    The checkpoint goes to a temporary file that ``os.replace`` moves into place, so a kill mid-write
-    leaves the previous ``last.ckpt`` intact instead of a truncated one.
+    The checkpoint's tensors are copied to host memory at once (so training may go on changing the originals),
+    then written by one background thread to a temporary file that ``os.replace`` moves into place: a kill
+    mid-write leaves the previous ``last.ckpt`` intact instead of a truncated one, and the GPU does not wait for
+    the disk. Writes happen in order; :meth:`teardown` (end of ``fit``) and every load wait for them.
+
+    Args:
+        background: Write in a background thread (``False``: write before returning).
     """
 
-    @override
-    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
-        path = Path(path)
+    def __init__(self, background: bool = True) -> None:
+        super().__init__()
+        self.background = background
+        self._executor: ThreadPoolExecutor | None = None
+        self._pending: list[Future[None]] = []
+
+    @staticmethod
+    def _write(checkpoint: dict[str, Any], path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         try:
@@ -39,6 +51,39 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             os.replace(tmp, path)
         finally:
             tmp.unlink(missing_ok=True)
+
+    def _wait(self) -> None:
+        pending, self._pending = self._pending, []
+        for future in pending:
+            future.result()  # re-raises a failed write
+
+    @override
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
+        if not self.background:
+            self._write(checkpoint, Path(path))
+            return
+        self._pending = [f for f in self._pending if not f.done() or f.exception() is not None]
+        snapshot = apply_to_collection(checkpoint, torch.Tensor, lambda t: t.detach().to("cpu", copy=True))
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint-writer")
+        self._pending.append(self._executor.submit(self._write, snapshot, Path(path)))
+
+    @override
+    def load_checkpoint(self, path: Any, map_location: Any | None = None, weights_only: bool | None = None) -> Any:
+        self._wait()
+        return super().load_checkpoint(path, map_location=map_location, weights_only=weights_only)
+
+    @override
+    def remove_checkpoint(self, path: Any) -> None:
+        self._wait()
+        super().remove_checkpoint(path)
+
+    @override
+    def teardown(self) -> None:
+        self._wait()
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
 
 
 def _versions(experiment_dir: Path) -> list[tuple[int, Path]]:

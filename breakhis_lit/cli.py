@@ -70,7 +70,7 @@ class BreakHisCLI(LightningCLI):
                 "checkpoint.monitor": "val/balanced_accuracy",
                 "checkpoint.mode": "max",
                 "checkpoint.filename": "best",
-                "checkpoint.save_last": True,
+                "checkpoint.save_last": False,  # last.ckpt comes from its own callback, written every epoch
                 "checkpoint.save_top_k": 1,
                 "checkpoint.auto_insert_metric_name": False,
                 "checkpoint.enable_version_counter": False,
@@ -162,7 +162,17 @@ def _lightning_main(args: ArgsType) -> None:
         model_class=BreakHisClassifier,
         datamodule_class=BreakHisDataModule,
         seed_everything_default=0,
-        trainer_defaults={"callbacks": [RunHistory(), TestReport(), Throughput(), LearningRateMonitor("epoch")]},
+        trainer_defaults={
+            "callbacks": [
+                RunHistory(),
+                TestReport(),
+                Throughput(),
+                LearningRateMonitor("epoch"),
+                # Lightning 2.6's save_last only writes when the best checkpoint changes: write last.ckpt
+                # after every validation so `--ckpt_path last` resumes from the latest epoch.
+                ModelCheckpoint(filename="last", monitor=None, save_top_k=1, enable_version_counter=False),
+            ]
+        },
         save_config_kwargs={"overwrite": True},
         parser_kwargs={"description": _DESCRIPTION},
         auto_configure_optimizers=False,

@@ -82,7 +82,7 @@ def test_architecture_mismatch_names_both(tmp_path: Path) -> None:
 
 
 def test_atomic_save_keeps_previous_file_when_write_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    io = AtomicCheckpointIO()
+    io = AtomicCheckpointIO(background=False)
     target = tmp_path / "checkpoints" / "last.ckpt"
     io.save_checkpoint({"state_dict": {"w": torch.ones(1)}}, target)
 
@@ -95,3 +95,15 @@ def test_atomic_save_keeps_previous_file_when_write_fails(tmp_path: Path, monkey
     monkeypatch.undo()
     assert torch.load(target, weights_only=True)["state_dict"]["w"].item() == 1.0
     assert [p.name for p in target.parent.iterdir()] == ["last.ckpt"]
+
+
+def test_background_write_snapshots_the_tensors(tmp_path: Path) -> None:
+    io = AtomicCheckpointIO()
+    weights = torch.ones(1000)
+    target = tmp_path / "last.ckpt"
+    io.save_checkpoint({"state_dict": {"w": weights}}, target)
+    weights.zero_()  # training goes on while the file is written
+    loaded = io.load_checkpoint(target, weights_only=True)  # waits for the write
+    assert loaded["state_dict"]["w"].sum().item() == 1000
+    io.teardown()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt"]

@@ -11,6 +11,7 @@ import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 from typing_extensions import override
 
+from breakhis_lit.distributed import gather_uneven
 from breakhis_lit.errors import BreakHisError
 
 
@@ -43,14 +44,11 @@ class PredictionCSVWriter(BasePredictionWriter):
     def write_on_epoch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, predictions: Any, batch_indices: Any
     ) -> None:
-        probs = torch.cat([p["probs"] for p in predictions]).to(pl_module.device)
-        index = torch.cat([p["index"] for p in predictions]).to(pl_module.device)
-        gathered = pl_module.all_gather({"probs": probs, "index": index})
-        if trainer.world_size > 1:
-            gathered = {k: v.flatten(0, 1) for k, v in gathered.items()}
+        # Lightning shards prediction unevenly (each image once), so gather tensors of different lengths.
+        probs = gather_uneven(torch.cat([p["probs"] for p in predictions]).to(pl_module.device)).cpu()
+        index = gather_uneven(torch.cat([p["index"] for p in predictions]).to(pl_module.device)).cpu()
         if not trainer.is_global_zero:
             return
-        probs, index = gathered["probs"].cpu(), gathered["index"].cpu()
         order = torch.argsort(index, stable=True)
         index, probs = index[order], probs[order]
         keep = torch.ones_like(index, dtype=torch.bool)

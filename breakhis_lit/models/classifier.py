@@ -14,6 +14,7 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor, nn
 from typing_extensions import override
 
+from breakhis_lit.distributed import gather_uneven
 from breakhis_lit.errors import BreakHisError
 from breakhis_lit.metrics import ClassificationMetrics
 
@@ -176,10 +177,8 @@ class BreakHisClassifier(L.LightningModule):
         buffers = self._eval_buffers.pop(stage, [])
         if buffers:
             probs, labels, index = (torch.cat(t) for t in zip(*buffers, strict=True))
-            gathered = self.all_gather({"probs": probs, "label": labels, "index": index})
-            if self.trainer.world_size > 1:
-                gathered = {k: v.flatten(0, 1) for k, v in gathered.items()}
-            self.eval_outputs[stage] = {k: v.detach().cpu() for k, v in gathered.items()}
+            outputs = {"probs": probs, "label": labels, "index": index}
+            self.eval_outputs[stage] = {k: gather_uneven(v).cpu() for k, v in outputs.items()}
 
     @override
     def on_train_start(self) -> None:

@@ -59,6 +59,7 @@ def test_last_line_has_the_promised_keys_and_types(quick: tuple[subprocess.Compl
     assert result["n_train"] > result["n_val"] > 0
     assert set(result["checks"]) >= {"ratio_le_1.3", "quick_ratio_le_1.5"}
     assert all(v is None or isinstance(v, bool) for v in result["checks"].values())
+    assert set(result["targets"]) == set(result["checks"])
 
 
 def test_out_file_holds_the_same_result(quick: tuple[subprocess.CompletedProcess, dict, Path]) -> None:
