@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
@@ -30,3 +31,16 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def run_dir(trainer: Any) -> Path | None:
+    """The run directory (the logger's ``log_dir``) of ``trainer``, or ``None`` when there is none.
+
+    ``Trainer.log_dir`` broadcasts from rank zero, so calling it on rank zero alone deadlocks a DDP run; this
+    reads the logger's directory locally and is safe inside ``if trainer.is_global_zero:`` blocks.
+    """
+    logger = getattr(trainer, "logger", None)
+    path = getattr(logger, "log_dir", None) if logger is not None else None
+    if path is None and getattr(trainer, "world_size", 1) == 1:
+        path = getattr(trainer, "log_dir", None)
+    return Path(path) if path else None

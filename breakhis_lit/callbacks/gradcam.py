@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -14,6 +13,7 @@ from matplotlib.figure import Figure
 from typing_extensions import override
 
 from breakhis_lit.gradcam import caption, compute_cams, grid, overlay, save_figure, save_png
+from breakhis_lit.io import run_dir
 
 
 class GradCAMCallback(Callback):
@@ -144,9 +144,9 @@ class GradCAMCallback(Callback):
         for logger in trainer.loggers:
             if isinstance(logger, TensorBoardLogger):
                 logger.experiment.add_figure(f"{stage}/gradcam", fig, global_step=trainer.global_step, close=False)
-        if stage != "test" or not self.save_png or not trainer.log_dir:
+        if stage != "test" or not self.save_png or run_dir(trainer) is None:
             return
-        out = Path(trainer.log_dir) / "gradcam"
+        out = run_dir(trainer) / "gradcam"
         if out.is_dir() and any(out.glob("test_*.png")):
             rank_zero_info(f"GradCAMCallback: replacing the test Grad-CAM images in {out}")
         seen: dict[str, int] = {}

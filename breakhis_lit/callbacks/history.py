@@ -13,7 +13,7 @@ import lightning as L
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from typing_extensions import override
 
-from breakhis_lit.io import atomic_write_text
+from breakhis_lit.io import atomic_write_text, run_dir
 
 
 class RunHistory(Callback):
@@ -60,8 +60,8 @@ class RunHistory(Callback):
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._flush(trainer)
         summary = self.summary(trainer)
-        if trainer.is_global_zero and trainer.log_dir:
-            atomic_write_text(Path(trainer.log_dir) / "fit_summary.json", json.dumps(summary, indent=2))
+        if trainer.is_global_zero and (folder := run_dir(trainer)):
+            atomic_write_text(folder / "fit_summary.json", json.dumps(summary, indent=2))
 
     def _flush(self, trainer: L.Trainer) -> None:
         if self._pending_epoch is None:
@@ -72,8 +72,8 @@ class RunHistory(Callback):
                 row[key] = float(value)
         self.rows = [r for r in self.rows if r["epoch"] != row["epoch"]] + [row]
         self._pending_epoch = None
-        if trainer.is_global_zero and trainer.log_dir:
-            self._write(Path(trainer.log_dir) / self.filename)
+        if trainer.is_global_zero and (folder := run_dir(trainer)):
+            self._write(folder / self.filename)
 
     def _write(self, path: Path) -> None:
         keys = ["epoch", "elapsed_s", *sorted({k for r in self.rows for k in r} - {"epoch", "elapsed_s"})]

@@ -13,6 +13,7 @@ from typing_extensions import override
 
 from breakhis_lit.distributed import gather_uneven
 from breakhis_lit.errors import BreakHisError
+from breakhis_lit.io import run_dir
 
 
 class PredictionCSVWriter(BasePredictionWriter):
@@ -32,7 +33,7 @@ class PredictionCSVWriter(BasePredictionWriter):
         if self.output:
             return Path(self.output)
         root = getattr(trainer.datamodule, "predict_root", None) or "images"
-        return Path(trainer.log_dir or ".") / f"predictions-{Path(str(root)).resolve().name}.csv"
+        return (run_dir(trainer) or Path(".")) / f"predictions-{Path(str(root)).resolve().name}.csv"
 
     @override
     def on_predict_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

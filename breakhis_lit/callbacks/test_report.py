@@ -6,7 +6,6 @@ import csv
 import io
 import json
 import math
-from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -14,7 +13,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from typing_extensions import override
 
-from breakhis_lit.io import atomic_write_text
+from breakhis_lit.io import atomic_write_text, run_dir
 from breakhis_lit.metrics import patient_level_metrics
 
 
@@ -38,9 +37,9 @@ class TestReport(Callback):
     @override
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         outputs = getattr(pl_module, "eval_outputs", {}).get("test")
-        if not trainer.is_global_zero or outputs is None or not trainer.log_dir:
+        if not trainer.is_global_zero or outputs is None or run_dir(trainer) is None:
             return
-        run_dir = Path(trainer.log_dir)
+        folder = run_dir(trainer)
         datamodule = trainer.datamodule
         records = datamodule.records("test")
         probs, labels, index = outputs["probs"], outputs["label"], outputs["index"]
@@ -60,10 +59,10 @@ class TestReport(Callback):
             test_metrics["confusion_matrix"] = confusion.tolist()
 
         fit_summary: dict[str, Any] = {}
-        if (run_dir / "fit_summary.json").is_file():
-            fit_summary = json.loads((run_dir / "fit_summary.json").read_text())
+        if (folder / "fit_summary.json").is_file():
+            fit_summary = json.loads((folder / "fit_summary.json").read_text())
         summary = {
-            "experiment": Path(run_dir).parent.name,
+            "experiment": folder.parent.name,
             "model": model_name(pl_module.backbone),
             "task": datamodule.task,
             "magnification": str(datamodule.magnification),
@@ -81,9 +80,9 @@ class TestReport(Callback):
             "checkpoint": str(trainer.ckpt_path) if trainer.ckpt_path else None,
             "test": test_metrics,
         }
-        atomic_write_text(run_dir / "metrics.json", json.dumps(summary, indent=2))
-        atomic_write_text(run_dir / "predictions.csv", _predictions_csv(chosen, probs, datamodule.classes))
-        print(f"wrote {run_dir / 'metrics.json'} and {run_dir / 'predictions.csv'}")
+        atomic_write_text(folder / "metrics.json", json.dumps(summary, indent=2))
+        atomic_write_text(folder / "predictions.csv", _predictions_csv(chosen, probs, datamodule.classes))
+        print(f"wrote {folder / 'metrics.json'} and {folder / 'predictions.csv'}")
 
 
 def _finite_or_none(value: float) -> float | None:
