@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import pickle
 import re
+import warnings
 import zipfile
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -170,6 +171,7 @@ def check_checkpoint_matches(path: str | Path, backbone_config: Any) -> None:
         BreakHisError: Naming both architectures.
     """
     checkpoint = read_checkpoint(path)
+    check_safe_classes(checkpoint, path)
     saved = checkpoint.get("hyper_parameters", {}).get("backbone")
     if saved is None:
         return
@@ -197,6 +199,20 @@ def _class_paths(value: Any) -> list[str]:
     return []
 
 
+def check_safe_classes(checkpoint: dict[str, Any], path: str | Path) -> None:
+    """Refuse a checkpoint whose hyper-parameters name a class outside this package and ``torch.optim``.
+
+    Lightning and jsonargparse import every ``class_path`` of a checkpoint's hyper-parameters to rebuild the
+    model; this check runs first, so loading a checkpoint never imports (and so never executes) foreign code.
+
+    Raises:
+        BreakHisError: Naming the first such class.
+    """
+    unsafe = [p for p in _class_paths(checkpoint.get("hyper_parameters", {})) if not p.startswith(_SAFE_PREFIXES)]
+    if unsafe:
+        raise BreakHisError(f"{path} names class {unsafe[0]!r}, which is not loaded for safety; retrain with breakhis")
+
+
 def load_classifier(path: str | Path, map_location: str | torch.device = "cpu") -> Any:
     """Rebuild a :class:`~breakhis_lit.models.BreakHisClassifier` from a checkpoint written by ``breakhis fit``.
 
@@ -209,10 +225,11 @@ def load_classifier(path: str | Path, map_location: str | torch.device = "cpu") 
     from breakhis_lit.models.classifier import BreakHisClassifier
 
     checkpoint = read_checkpoint(path)
+    check_safe_classes(checkpoint, path)
     hparams = checkpoint.get("hyper_parameters", {})
-    unsafe = [p for p in _class_paths(hparams) if not p.startswith(_SAFE_PREFIXES)]
-    if unsafe:
-        raise BreakHisError(f"{path} names class {unsafe[0]!r}, which is not loaded for safety; retrain with breakhis")
     if "backbone" not in hparams:
         raise BreakHisError(f"{path} was not written by `breakhis fit` (no backbone hyper-parameters)")
-    return BreakHisClassifier.load_from_checkpoint(path, map_location=map_location, weights_only=True)
+    with warnings.catch_warnings():
+        # The backbone is rebuilt from its plain config; Lightning warns about the nn.Module it then receives.
+        warnings.filterwarnings("ignore", message=r"Attribute 'backbone' is an instance of `nn.Module`.*")
+        return BreakHisClassifier.load_from_checkpoint(path, map_location=map_location, weights_only=True)

@@ -158,6 +158,8 @@ def _lightning_main(args: ArgsType) -> None:
     # jsonargparse >= 4.49 warns about Lightning 2.6's use of its API; nothing a user can act on.
     warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"jsonargparse.*")
     warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
+    # The backbone's hyper-parameters are saved as its plain config (class_path + init_args) by LightningCLI.
+    warnings.filterwarnings("ignore", message=r"Attribute 'backbone' is an instance of `nn.Module`.*")
     # Epoch metrics are reduced across processes by the module itself (torchmetrics and strategy.reduce).
     warnings.filterwarnings("ignore", message=r".*when logging on epoch level in distributed setting.*")
     BreakHisCLI(

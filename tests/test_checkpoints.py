@@ -107,3 +107,10 @@ def test_background_write_snapshots_the_tensors(tmp_path: Path) -> None:
     assert loaded["state_dict"]["w"].sum().item() == 1000
     io.teardown()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt"]
+
+
+def test_matching_refuses_foreign_class_paths_too(tmp_path: Path) -> None:
+    # Same class name, other module: the CLI would import it while applying the checkpoint's hyper-parameters.
+    path = _ckpt(tmp_path / "x.ckpt", {"class_path": "evil.DALAResNet50", "init_args": {}})
+    with pytest.raises(BreakHisError, match="not loaded for safety"):
+        check_checkpoint_matches(path, {"class_path": "breakhis_lit.models.DALAResNet50", "init_args": {}})
