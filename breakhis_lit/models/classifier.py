@@ -30,8 +30,8 @@ class BreakHisClassifier(L.LightningModule):
     callbacks from what it exposes.
 
     Args:
-        backbone: The network. Its ``load_pretrained()`` runs once at the start of ``fit`` (never when a
-            checkpoint is restored), so ImageNet weights are not downloaded again for ``test``.
+        backbone: The network. Its ``load_pretrained()`` runs once at the start of a fresh ``fit`` (never when a
+            checkpoint is restored: resuming, ``test``), so ImageNet weights are not downloaded again.
         class_weights: ``"balanced"`` weighs the cross-entropy by ``n / (num_classes * count)`` of the
             training split; ``"none"`` leaves it unweighted (the paper).
         label_smoothing: Cross-entropy label smoothing.
@@ -58,6 +58,14 @@ class BreakHisClassifier(L.LightningModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters(logger=False)
+        # Under LightningCLI the hyper-parameters are the plain config (class_path + init_args), so a checkpoint
+        # rebuilds its model and loads with weights_only=True. Built in Python, the backbone and optimiser are
+        # objects: keep only their names, so checkpoints stay plain (pass backbone= again to load them).
+        for key in ("backbone", "optimizer", "lr_scheduler"):
+            value = self.hparams.get(key)
+            if value is not None and not isinstance(value, dict | str | int | float | bool):
+                self.hparams[key] = None
+                self.hparams[f"{key}_name"] = getattr(value, "__qualname__", None) or type(value).__qualname__
         self.backbone = backbone
         self.optimizer_factory = optimizer
         self.scheduler_factory = lr_scheduler
@@ -73,6 +81,7 @@ class BreakHisClassifier(L.LightningModule):
         self._eval_buffers: dict[str, list[tuple[Tensor, Tensor, Tensor]]] = {}
         self._loss_sums: dict[str, Tensor] = {}
         self._compiled = False
+        self._restored = False
 
     @property
     def num_classes(self) -> int:
@@ -93,8 +102,6 @@ class BreakHisClassifier(L.LightningModule):
             if not hasattr(self, f"{name}_metrics"):
                 setattr(self, f"{name}_metrics", ClassificationMetrics(classes, prefix=f"{name}/"))
         if stage == "fit":
-            if self.trainer.ckpt_path is None and hasattr(self.backbone, "load_pretrained"):
-                self.backbone.load_pretrained()
             if self.hparams.class_weights == "balanced":
                 counts = datamodule.train_class_counts().float()
                 self.loss_weight = counts.sum() / (len(counts) * counts.clamp(min=1))
@@ -103,6 +110,17 @@ class BreakHisClassifier(L.LightningModule):
         if self.hparams.compile and not self._compiled:
             self.backbone.compile()
             self._compiled = True
+
+    @override
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._restored = True
+
+    @override
+    def on_fit_start(self) -> None:
+        # After any checkpoint restore, before training: pretrained weights load for a fresh fit only (a resumed or
+        # restored run already has its weights, and must not download them again).
+        if not self._restored and hasattr(self.backbone, "load_pretrained"):
+            self.backbone.load_pretrained()
 
     @override
     def forward(self, x: Tensor) -> Tensor:
