@@ -61,7 +61,9 @@ def test_fit_then_test_writes_the_run(trained: dict[str, object]) -> None:
     assert metrics["model"] == "DALAResNet"
     assert metrics["checkpoint"].endswith("best.ckpt")
     assert metrics["epochs"] == 2
-    assert metrics["params_total"] == sum(p.numel() for p in load_classifier(run / "checkpoints/best.ckpt").parameters())
+    assert metrics["params_total"] == sum(
+        p.numel() for p in load_classifier(run / "checkpoints/best.ckpt").parameters()
+    )
     for key in ("accuracy", "f1_benign", "f1_malignant", "iba", "gmean", "auroc", "patient_accuracy",
                 "patient_recognition_rate", "confusion_matrix"):  # fmt: skip
         assert key in metrics["test"], key
@@ -82,7 +84,15 @@ def test_tensorboard_holds_scalars_images_and_figures(trained: dict[str, object]
         acc.Reload()
         for kind in tags:
             tags[kind] += acc.Tags()[kind]
-    for tag in ("train/loss", "val/loss", "val/accuracy", "val/auroc", "train/throughput_img_s", "lr-AdamW", "test/iba"):
+    for tag in (
+        "train/loss",
+        "val/loss",
+        "val/accuracy",
+        "val/auroc",
+        "train/throughput_img_s",
+        "lr-AdamW",
+        "test/iba",
+    ):
         assert tag in tags["scalars"], tag
     for tag in ("val/confusion_matrix", "test/confusion_matrix", "val/gradcam", "test/gradcam"):
         assert tag in tags["images"], tag
@@ -126,7 +136,9 @@ def test_predict_any_folder(trained: dict[str, object], demo_root: Path, tmp_pat
     assert {"prob_benign", "prob_malignant", "prediction"} <= set(rows[0])
     assert abs(float(rows[0]["prob_benign"]) + float(rows[0]["prob_malignant"]) - 1) < 1e-4
     with pytest.raises(SystemExit):  # never overwrite
-        run_cli("predict", *trained["common"], "--data.predict_root", str(folder), "--prediction_writer.output", str(out))
+        run_cli(
+            "predict", *trained["common"], "--data.predict_root", str(folder), "--prediction_writer.output", str(out)
+        )
 
 
 def test_empty_predict_folder(trained: dict[str, object], tmp_path: Path, capsys) -> None:

@@ -101,10 +101,9 @@ class BreakHisClassifier(L.LightningModule):
         for name in _STAGES:
             if not hasattr(self, f"{name}_metrics"):
                 setattr(self, f"{name}_metrics", ClassificationMetrics(classes, prefix=f"{name}/"))
-        if stage == "fit":
-            if self.hparams.class_weights == "balanced":
-                counts = datamodule.train_class_counts().float()
-                self.loss_weight = counts.sum() / (len(counts) * counts.clamp(min=1))
+        if stage == "fit" and self.hparams.class_weights == "balanced":
+            counts = datamodule.train_class_counts().float()
+            self.loss_weight = counts.sum() / (len(counts) * counts.clamp(min=1))
         if self.use_channels_last:
             self.backbone.to(memory_format=torch.channels_last)
         if self.hparams.compile and not self._compiled:

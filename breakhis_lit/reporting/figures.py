@@ -332,5 +332,5 @@ def plot_gradcam_pairs(runs: Iterable[Run], out: str | Path) -> Path | None:
                 ax.imshow(_load_image(path))
                 title += f": {run.path.name}/{path.name}"
             ax.set_title(title, fontsize=7)
-    figure.suptitle("Grad-CAM: one benign and one malignant test image per model and magnification", fontsize=11)
+    figure.suptitle("Grad-CAM: a benign and a malignant\ntest image per model and magnification", fontsize=11)
     return _save(figure, out)
