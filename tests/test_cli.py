@@ -98,6 +98,9 @@ def test_tensorboard_holds_scalars_images_and_figures(trained: dict[str, object]
         assert tag in tags["images"], tag
     assert "val/pr_curve" in tags["tensors"]
     assert "test/pr_curve" in tags["tensors"]
+    raw = b"".join(p.read_bytes() for p in trained["run"].glob("events.out.tfevents.*"))
+    assert b"_hparams_/session_start_info" in raw  # the HPARAMS tab
+    assert "hparams/test_accuracy" in tags["scalars"]
 
 
 def test_checkpoint_reloads_with_weights_only(trained: dict[str, object]) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.loggers import TensorBoardLogger
 from typing_extensions import override
 
 from breakhis_lit.io import atomic_write_text, run_dir
@@ -83,6 +84,14 @@ class TestReport(Callback):
         atomic_write_text(folder / "metrics.json", json.dumps(summary, indent=2))
         atomic_write_text(folder / "predictions.csv", _predictions_csv(chosen, probs, datamodule.classes))
         print(f"wrote {folder / 'metrics.json'} and {folder / 'predictions.csv'}")
+        if isinstance(trainer.logger, TensorBoardLogger):
+            # TensorBoard's HPARAMS tab: the run's settings beside its final test metrics.
+            settings = {
+                k: v for k, v in summary.items() if isinstance(v, str | int | float | bool) and k != "checkpoint"
+            }
+            settings["lr"] = float(pl_module.hparams.get("lr", float("nan")))
+            final = {f"hparams/test_{k}": v for k, v in test_metrics.items() if isinstance(v, float)}
+            trainer.logger.log_hyperparams(settings, final)
 
 
 def _finite_or_none(value: float) -> float | None:

@@ -1,0 +1,87 @@
+"""Tensor-backed dataset returning whole batches with one index operation, and its sample records."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset, default_collate
+
+
+@dataclass(frozen=True)
+class SampleRecord:
+    """What is known about one sample of a stage; batch field ``index`` indexes a list of these.
+
+    Attributes:
+        path: Official-form relative path (train/val/test) or absolute file path (predict).
+        label: Class index, ``-1`` when unknown.
+        patient_id: Patient id, ``""`` when unknown.
+        group: Grouping key (accession, patient id or folder), ``""`` when unknown.
+        magnification: 40, 100, 200, 400, or ``None`` when unknown.
+    """
+
+    path: str
+    label: int
+    patient_id: str
+    group: str
+    magnification: int | None
+
+
+class CachedImageDataset(Dataset):
+    """Samples of one stage, as rows of a shared uint8 image tensor.
+
+    ``__getitems__`` (called by the torch ``DataLoader`` with a whole batch's indexes) returns the batch dict
+    ``{"image": uint8 [B,3,H,W], "label": int64 [B], "group": int64 [B], "index": int64 [B]}`` with one tensor
+    index per field; use :func:`passthrough_collate` as the loader's ``collate_fn``.
+
+    Args:
+        images: uint8 ``[N, 3, H, W]`` tensor shared by all stages (CPU or GPU).
+        rows: Row of ``images`` of each sample of this stage.
+        labels: Class index of each sample.
+        groups: Group id of each sample.
+    """
+
+    def __init__(
+        self,
+        images: Tensor,
+        rows: Sequence[int] | Tensor,
+        labels: Sequence[int] | Tensor,
+        groups: Sequence[int] | Tensor,
+    ) -> None:
+        self.images = images
+        device = images.device
+        self.rows = torch.as_tensor(rows, dtype=torch.int64).to(device)
+        self.labels = torch.as_tensor(labels, dtype=torch.int64).to(device)
+        self.groups = torch.as_tensor(groups, dtype=torch.int64).to(device)
+        if not len(self.rows) == len(self.labels) == len(self.groups):
+            raise ValueError("rows, labels and groups must have the same length")
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index: int) -> dict[str, Tensor]:
+        return {
+            "image": self.images[self.rows[index]],
+            "label": self.labels[index],
+            "group": self.groups[index],
+            "index": torch.tensor(index, dtype=torch.int64, device=self.images.device),
+        }
+
+    def __getitems__(self, indices: Sequence[int]) -> dict[str, Tensor]:
+        idx = torch.as_tensor(indices, dtype=torch.int64).to(self.images.device, non_blocking=True)
+        return {
+            "image": self.images[self.rows[idx]],
+            "label": self.labels[idx],
+            "group": self.groups[idx],
+            "index": idx,
+        }
+
+
+def passthrough_collate(batch: Any) -> Any:
+    """Collate for :class:`CachedImageDataset`: a batch dict from ``__getitems__`` passes through unchanged."""
+    if isinstance(batch, dict):
+        return batch
+    return default_collate(batch)

@@ -1,0 +1,230 @@
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from breakhis_lit.data import cache as cache_mod
+from breakhis_lit.data.cache import (
+    BadImageError,
+    bad_images_message,
+    cache_files,
+    cache_key,
+    decode_image,
+    decode_images,
+    load_or_build,
+)
+
+
+@pytest.fixture(scope="module")
+def samples(shared_breakhis):
+    paths = sorted((shared_breakhis / "samples").glob("*.png"))
+    if len(paths) != 18:
+        pytest.skip("../shared/breakhis/samples not present: the 18 real BreakHis PNGs are unavailable")
+    return paths
+
+
+def _files(paths):
+    return [(p.name, p) for p in paths]
+
+
+def test_real_samples_through_cache(samples, tmp_path):
+    sizes = {Image.open(p).size for p in samples}
+    assert (700, 456) in sizes
+    assert (700, 460) in sizes
+    cached = load_or_build(_files(samples), size=64, cache_dir=tmp_path, num_workers=2, progress=False)
+    assert cached.built
+    assert cached.bad == []
+    assert cached.images.shape == (18, 3, 64, 64)
+    assert cached.images.dtype == np.uint8
+    assert cached.paths == [p.name for p in samples]
+    odd = cached.paths.index("SOB_M_PC-14-12465-100-001.png")
+    assert 20 < cached.images[odd].mean() < 250  # a real, resized image, not padding
+    # the decoded 700x456 image matches a direct PIL resize
+    direct = np.asarray(Image.open(samples[odd]).convert("RGB").resize((64, 64), Image.Resampling.BILINEAR))
+    assert np.array_equal(cached.images[odd], direct.transpose(2, 0, 1))
+
+
+@pytest.mark.parametrize(
+    ("mode", "value"),
+    [("L", 128), ("RGBA", (10, 20, 30, 255)), ("LA", (50, 255)), ("P", 3), ("I;16", 65535), ("RGB", (1, 2, 3))],
+)
+def test_modes_converted_to_rgb(tmp_path, mode, value):
+    path = tmp_path / f"img_{mode.replace(';', '')}.png"
+    Image.new(mode, (30, 20), value).save(path)
+    arr = decode_image(path, size=16)
+    assert arr.shape == (3, 16, 16)
+    assert arr.dtype == np.uint8
+    if mode == "L":
+        assert (arr == 128).all()
+    if mode == "RGBA":
+        assert tuple(arr[:, 0, 0]) == (10, 20, 30)
+    if mode == "I;16":
+        assert (arr == 255).all()
+
+
+def test_transparent_pixels_composited_on_white(tmp_path):
+    path = tmp_path / "t.png"
+    Image.new("RGBA", (8, 8), (0, 0, 0, 0)).save(path)
+    assert (decode_image(path, size=8) == 255).all()
+
+
+def _bad_files(tmp_path: Path) -> list[Path]:
+    good = tmp_path / "good.png"
+    Image.new("RGB", (40, 30), (200, 100, 50)).save(good)
+    zero = tmp_path / "zero.png"
+    zero.write_bytes(b"")
+    big = tmp_path / "big.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (60, 80, 3), dtype=np.uint8)).save(big)
+    trunc = tmp_path / "trunc.png"
+    trunc.write_bytes(big.read_bytes()[: big.stat().st_size // 2])
+    text = tmp_path / "text.png"
+    text.write_text("not an image")
+    return [good, zero, trunc, text, big]
+
+
+def test_bad_images_named(tmp_path):
+    paths = _bad_files(tmp_path)
+    result = decode_images(paths, size=8, num_workers=1, progress=False)
+    assert result.ok == [0, 4]
+    assert result.images.shape == (2, 3, 8, 8)
+    reasons = dict(result.bad)
+    assert reasons[str(paths[1])] == "zero bytes"
+    assert reasons[str(paths[2])] == "truncated"
+    assert reasons[str(paths[3])] == "not a readable image"
+    msg = bad_images_message([(Path(p).name, r) for p, r in result.bad])
+    assert msg.startswith("3 unreadable image(s): zero.png (zero bytes), trunc.png (truncated), text.png")
+    assert msg.endswith("fix or remove them, or pass --data.on_bad_image skip")
+    with pytest.raises(BadImageError):
+        decode_image(paths[1])
+
+
+def test_bad_images_recorded_in_cache(tmp_path):
+    (tmp_path / "src").mkdir()
+    paths = _bad_files(tmp_path / "src")
+    cached = load_or_build(_files(paths), size=8, cache_dir=tmp_path / "c", progress=False)
+    assert cached.paths == ["good.png", "big.png"]
+    assert [b[0] for b in cached.bad] == ["zero.png", "trunc.png", "text.png"]
+    again = load_or_build(_files(paths), size=8, cache_dir=tmp_path / "c", progress=False)
+    assert not again.built
+    assert again.bad == cached.bad
+
+
+@pytest.fixture
+def pngs(tmp_path):
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(12):
+        p = tmp_path / "src" / f"{i:02d}.png"
+        p.parent.mkdir(exist_ok=True)
+        Image.fromarray(rng.integers(0, 255, (20, 30, 3), dtype=np.uint8)).save(p)
+        paths.append(p)
+    return paths
+
+
+def _no_decoding(*args, **kwargs):
+    raise AssertionError("decoded although the cache exists")
+
+
+def test_second_load_does_not_decode(pngs, tmp_path, monkeypatch):
+    first = load_or_build(_files(pngs), size=16, cache_dir=tmp_path / "c", progress=False)
+    assert first.built
+    monkeypatch.setattr(cache_mod, "decode_image", _no_decoding)
+    second = load_or_build(_files(pngs), size=16, cache_dir=tmp_path / "c", progress=False)
+    assert not second.built
+    assert np.array_equal(first.images, second.images)
+    assert second.paths == first.paths
+
+
+def test_key_depends_on_size_files_and_mtime(pngs):
+    files = _files(pngs)
+    key = cache_key(files, 16)
+    assert key == cache_key(files, 16)
+    assert key != cache_key(files, 32)
+    assert key != cache_key(files[:-1], 16)
+    st = pngs[0].stat()
+    os.utime(pngs[0], ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    assert key != cache_key(files, 16)
+
+
+def test_stale_version_is_rebuilt(pngs, tmp_path, monkeypatch):
+    load_or_build(_files(pngs), size=16, cache_dir=tmp_path / "c", progress=False)
+    monkeypatch.setattr(cache_mod, "CACHE_VERSION", cache_mod.CACHE_VERSION + 1)
+    again = load_or_build(_files(pngs), size=16, cache_dir=tmp_path / "c", progress=False)
+    assert again.built
+
+
+def test_metadata_from_other_version_is_not_misread(pngs, tmp_path):
+    first = load_or_build(_files(pngs), size=16, cache_dir=tmp_path / "c", progress=False)
+    _npy, meta = cache_files(tmp_path / "c", first.key)
+    data = json.loads(meta.read_text())
+    data["version"] = -1
+    meta.write_text(json.dumps(data))
+    assert load_or_build(_files(pngs), size=16, cache_dir=tmp_path / "c", progress=False).built
+
+
+def test_half_written_cache_and_leftover_temp_ignored(pngs, tmp_path, monkeypatch):
+    cdir = tmp_path / "c"
+    first = load_or_build(_files(pngs), size=16, cache_dir=cdir, progress=False)
+    npy, meta = cache_files(cdir, first.key)
+    meta.unlink()  # killed after the array, before the metadata
+    (cdir / f"{npy.name}.tmp-abc123").write_bytes(b"garbage from a killed build")
+    again = load_or_build(_files(pngs), size=16, cache_dir=cdir, progress=False)
+    assert again.built
+    assert np.array_equal(again.images, first.images)
+    monkeypatch.setattr(cache_mod, "decode_image", _no_decoding)
+    assert not load_or_build(_files(pngs), size=16, cache_dir=cdir, progress=False).built
+
+
+def test_failed_build_leaves_no_cache(pngs, tmp_path, monkeypatch):
+    def boom(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cache_mod.np, "save", boom)
+    with pytest.raises(KeyboardInterrupt):
+        load_or_build(_files(pngs), size=16, cache_dir=tmp_path / "c", progress=False)
+    assert list((tmp_path / "c").glob("*.npy*")) == []
+
+
+def test_parallel_decode_matches_serial(pngs):
+    many = pngs * 6  # 72 files: above the in-process threshold
+    serial = decode_images(many, size=16, num_workers=1, progress=False)
+    parallel = decode_images(many, size=16, num_workers=2, progress=False)
+    assert np.array_equal(serial.images, parallel.images)
+
+
+def test_warm_load_is_fast(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    Image.new("RGB", (8, 8), (9, 9, 9)).save(src / "0.png")
+    data = (src / "0.png").read_bytes()
+    files = []
+    for i in range(2000):
+        p = src / f"{i}.png"
+        p.write_bytes(data)
+        files.append((p.name, p))
+    load_or_build(files, size=32, cache_dir=tmp_path / "c", progress=False)
+    start = time.perf_counter()
+    warm = load_or_build(files, size=32, cache_dir=tmp_path / "c", progress=False)
+    assert not warm.built
+    assert warm.images.shape == (2000, 3, 32, 32)
+    assert time.perf_counter() - start < 1.0
+
+
+def test_stalled_workers_fall_back_to_in_process(pngs, monkeypatch, caplog):
+    parent = os.getpid()
+    real = cache_mod._decode_task
+
+    def stalled(args):
+        if os.getpid() != parent:
+            time.sleep(30)
+        return real(args)
+
+    monkeypatch.setattr(cache_mod, "_decode_task", stalled)  # forked workers see the patched module
+    monkeypatch.setattr(cache_mod, "_RESULT_TIMEOUT_S", 1)
+    result = decode_images(pngs * 6, size=8, num_workers=2, progress=False)
+    assert len(result.ok) == 72
+    assert "stalled" in caplog.text

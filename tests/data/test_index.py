@@ -1,0 +1,124 @@
+import json
+import os
+import shutil
+import time
+
+import pytest
+
+from breakhis_lit.data.index import find_breast_dir, scan
+from breakhis_lit.errors import BreakHisError
+
+
+def test_summary_reproduces_official_counts(breakhis_tree, shared_breakhis):
+    expected = json.loads((shared_breakhis / "summary.json").read_text())
+    start = time.perf_counter()
+    index = scan(breakhis_tree)
+    assert time.perf_counter() - start < 5
+    s = index.summary()
+    assert s["images"] == expected["images"] == 7909
+    assert (s["benign"], s["malignant"]) == (expected["benign"], expected["malignant"])
+    for mag, counts in expected["per_magnification"].items():
+        assert s["per_magnification"][mag]["benign"] == counts["benign"]
+        assert s["per_magnification"][mag]["malignant"] == counts["malignant"]
+    for code, sub in expected["subtypes"].items():
+        assert s["subtypes"][code]["images"] == sub["images"]
+        assert s["subtypes"][code]["patients"] == sub["patients"]
+        assert s["subtypes"][code]["per_magnification"] == sub["per_mag"]
+    assert (s["patient_folders"], s["patient_ids"], s["accession_groups"]) == (82, 81, 70)
+    assert (s["missing"], s["unexpected"], s["missing_files"], s["unexpected_files"]) == (0, 0, [], [])
+
+
+@pytest.fixture
+def small_tree(breakhis_tree, tmp_path):
+    """A copy of the 40X folders of two patients (plus the rest only as missing files)."""
+    src = breakhis_tree / "BreaKHis_v1/histology_slides/breast"
+    keep = ["benign/SOB/adenosis/SOB_B_A_14-22549AB", "malignant/SOB/ductal_carcinoma/SOB_M_DC_14-2523"]
+    for rel in keep:
+        shutil.copytree(src / rel / "40X", tmp_path / "BreaKHis_v1/histology_slides/breast" / rel / "40X")
+    return tmp_path
+
+
+def test_missing_and_unexpected(small_tree):
+    index = scan(small_tree)
+    n = len(index.images)
+    assert len(index.missing) == 7909 - n
+    folder = small_tree / "BreaKHis_v1/histology_slides/breast/benign/SOB/adenosis/SOB_B_A_14-22549AB/40X"
+    removed = folder / "SOB_B_A-14-22549AB-40-001.png"
+    removed.unlink()
+    shutil.copy(folder / "SOB_B_A-14-22549AB-40-002.png", folder / "SOB_B_A-14-22549AB-40-999.png")
+    (folder / "notes.txt").write_text("x")
+    index = scan(small_tree)
+    assert (
+        "BreaKHis_v1/histology_slides/breast/benign/SOB/adenosis/SOB_B_A_14-22549AB/40X/"
+        "SOB_B_A-14-22549AB-40-001.png" in index.missing
+    )
+    assert index.unexpected == [
+        "BreaKHis_v1/histology_slides/breast/benign/SOB/adenosis/SOB_B_A_14-22549AB/40X/SOB_B_A-14-22549AB-40-999.png"
+    ]
+    assert index.ignored == ["benign/SOB/adenosis/SOB_B_A_14-22549AB/40X/notes.txt"]
+    s = index.summary()
+    assert s["unexpected"] == 1
+    assert s["ignored"] == 1
+
+
+def test_missing_file_in_full_tree(breakhis_tree, tmp_path):
+    # Remove one file from a symlinked copy would touch the shared fixture; use a hard-link farm instead.
+    copy = tmp_path / "copy"
+    shutil.copytree(breakhis_tree, copy, copy_function=os.link)
+    victim = next((copy / "BreaKHis_v1/histology_slides/breast/malignant").rglob("*.png"))
+    victim.unlink()
+    index = scan(copy)
+    assert len(index.images) == 7908
+    assert index.missing == [victim.relative_to(copy).as_posix()]
+    assert index.unexpected == []
+
+
+@pytest.mark.parametrize(
+    "inner",
+    ["", "BreaKHis_v1", "BreaKHis_v1/histology_slides", "BreaKHis_v1/histology_slides/breast"],
+)
+def test_roots_inside_and_kaggle_nesting(small_tree, tmp_path_factory, inner):
+    expected = [im.path for im in scan(small_tree).images]
+    assert [im.path for im in scan(small_tree / inner).images] == expected
+    kaggle = tmp_path_factory.mktemp("kaggle")
+    shutil.copytree(small_tree / "BreaKHis_v1", kaggle / "BreaKHis_v1" / "BreaKHis_v1")
+    assert [im.path for im in scan(kaggle / "BreaKHis_v1" / inner).images] == expected
+    if inner in ("", "BreaKHis_v1"):  # the folder holding the outer BreaKHis_v1, and the outer one itself
+        assert [im.path for im in scan(kaggle / inner).images] == expected
+
+
+def test_abspath_and_select(small_tree):
+    index = scan(small_tree / "BreaKHis_v1")
+    im = index.images[0]
+    assert index.abspath(im).is_file()
+    assert index.select("40X") == index.images
+    assert index.select(100) == []
+
+
+def test_missing_root(tmp_path):
+    with pytest.raises(BreakHisError, match="does not exist"):
+        scan(tmp_path / "nope")
+
+
+def test_root_without_layout(tmp_path):
+    (tmp_path / "something").mkdir()
+    with pytest.raises(BreakHisError, match="no BreakHis layout"):
+        find_breast_dir(tmp_path)
+
+
+def test_root_without_images(tmp_path):
+    (tmp_path / "BreaKHis_v1/histology_slides/breast/benign").mkdir(parents=True)
+    with pytest.raises(BreakHisError, match="no BreakHis images"):
+        scan(tmp_path)
+
+
+def test_unparseable_file_named(small_tree):
+    folder = small_tree / "BreaKHis_v1/histology_slides/breast/benign/SOB/adenosis/SOB_B_A_14-22549AB/40X"
+    (folder / "scan copy.png").write_bytes(b"")
+    (folder / "SOB_B_A-14-22549AB-100-001.png").write_bytes(b"")
+    with pytest.raises(BreakHisError, match="2 image file") as err:
+        scan(small_tree)
+    msg = str(err.value)
+    assert "scan copy.png" in msg
+    assert "magnification folder 40X" in msg
+    assert "\n" not in msg
