@@ -12,15 +12,6 @@ from breakhis_lit.errors import BreakHisError
 from breakhis_lit.models import DALAResNet, DALAResNet50, LightweightAttentionGate
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_cpu_thread():
-    """Small CPU models run much faster single-threaded on a shared machine (no OpenMP contention)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def n_params(module: torch.nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 

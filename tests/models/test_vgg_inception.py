@@ -10,15 +10,6 @@ from breakhis_lit.errors import BreakHisError
 from breakhis_lit.models import NaiveInceptionBlock, VGG16Inception, save_weights
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_cpu_thread():
-    """Small CPU models run much faster single-threaded on a shared machine (no OpenMP contention)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def model() -> VGG16Inception:
     torch.manual_seed(0)

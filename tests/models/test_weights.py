@@ -19,15 +19,6 @@ from breakhis_lit.models import (
 from breakhis_lit.models.weights import WEIGHTS_OPTION, strip_prefixes
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_cpu_thread():
-    """Small CPU models run much faster single-threaded on a shared machine (no OpenMP contention)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture
 def no_network(monkeypatch):
     """Every torchvision and timm download raises, as on an offline machine."""
