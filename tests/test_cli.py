@@ -36,6 +36,7 @@ def trained(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[s
         "--trainer.max_epochs", "2",
         "--trainer.enable_progress_bar", "false",
         "--gradcam.every_n_epochs", "1",
+        "--figures.every_n_epochs", "1",
     ]  # fmt: skip
     run_cli("fit", *common)
     run_cli("test", *common)
