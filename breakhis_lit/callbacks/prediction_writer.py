@@ -50,10 +50,8 @@ class PredictionCSVWriter(BasePredictionWriter):
         index = gather_uneven(torch.cat([p["index"] for p in predictions]).to(pl_module.device)).cpu()
         if not trainer.is_global_zero:
             return
-        order = torch.argsort(index, stable=True)
+        order = torch.argsort(index)  # Lightning's prediction sampler gives each image once, rank by rank
         index, probs = index[order], probs[order]
-        keep = torch.ones_like(index, dtype=torch.bool)
-        keep[1:] = index[1:] != index[:-1]
         records = trainer.datamodule.records("predict")
         classes = list(trainer.datamodule.classes)
         target = self._target(trainer)
@@ -61,8 +59,8 @@ class PredictionCSVWriter(BasePredictionWriter):
         with target.open("w", newline="") as f:
             writer = csv.writer(f)
             writer.writerow(["path", *[f"prob_{c}" for c in classes], "prediction"])
-            for i, row in zip(index[keep].tolist(), probs[keep].tolist(), strict=True):
+            for i, row in zip(index.tolist(), probs.tolist(), strict=True):
                 pred = max(range(len(row)), key=row.__getitem__)
                 writer.writerow([records[i].path, *[f"{p:.6f}" for p in row], classes[pred]])
         self.written = target
-        print(f"wrote {target} ({int(keep.sum())} images)")
+        print(f"wrote {target} ({len(index)} images)")

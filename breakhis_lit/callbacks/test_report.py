@@ -44,11 +44,8 @@ class TestReport(Callback):
         datamodule = trainer.datamodule
         records = datamodule.records("test")
         probs, labels, index = outputs["probs"], outputs["label"], outputs["index"]
-        # Under DDP the distributed sampler pads with repeated samples: keep each image once.
-        order = torch.argsort(index, stable=True)
-        keep = torch.ones_like(index[order], dtype=torch.bool)
-        keep[1:] = index[order][1:] != index[order][:-1]
-        order = order[keep]
+        # Gathered rank by rank; each image once (the DataModule's evaluation sampler never repeats one).
+        order = torch.argsort(index)
         probs, labels, index = probs[order], labels[order], index[order]
         chosen = [records[i] for i in index.tolist()]
 

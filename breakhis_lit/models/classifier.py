@@ -80,6 +80,7 @@ class BreakHisClassifier(L.LightningModule):
         """Confusion matrix (rows true, columns predicted) of the last epoch of each stage."""
         self._eval_buffers: dict[str, list[tuple[Tensor, Tensor, Tensor]]] = {}
         self._loss_sums: dict[str, Tensor] = {}
+        self._loss_counts: dict[str, int] = {}
         self._compiled = False
         self._restored = False
 
@@ -145,9 +146,10 @@ class BreakHisClassifier(L.LightningModule):
         probs = logits.detach().float().softmax(dim=-1)
         self._metrics(stage).update(probs, labels)
         n = labels.numel()
+        # The sum stays on the device and the count on the host: no transfer or synchronisation per step.
         total = self._loss_sums.get(stage)
-        step_sum = torch.stack([loss.detach() * n, torch.tensor(float(n), device=loss.device)])
-        self._loss_sums[stage] = step_sum if total is None else total + step_sum
+        self._loss_sums[stage] = loss.detach() * n if total is None else total + loss.detach() * n
+        self._loss_counts[stage] = self._loss_counts.get(stage, 0) + n
         if stage != "train":
             self._eval_buffers.setdefault(stage, []).append((probs, labels, batch["index"]))
         return loss
@@ -173,14 +175,16 @@ class BreakHisClassifier(L.LightningModule):
         if hasattr(self, f"{stage}_metrics"):
             self._metrics(stage).reset()
         self._loss_sums.pop(stage, None)
+        self._loss_counts.pop(stage, None)
         self._eval_buffers.pop(stage, None)
 
     def _end_epoch(self, stage: str) -> None:
         """Compute, reduce across processes and log the epoch's metrics for ``stage``."""
-        sums = self._loss_sums.pop(stage, None)
-        if sums is None:
+        total = self._loss_sums.pop(stage, None)
+        if total is None:
             return
-        sums = self.trainer.strategy.reduce(sums, reduce_op="sum")
+        count = total.new_tensor(float(self._loss_counts.pop(stage, 0)))
+        sums = self.trainer.strategy.reduce(torch.stack([total, count]), reduce_op="sum")
         loss = sums[0] / sums[1].clamp(min=1)
         metrics = self._metrics(stage)
         values = {f"{stage}/loss": loss, **metrics.compute()}

@@ -29,15 +29,6 @@ TRANSFORMERS = {
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_cpu_thread():
-    """CPU models run much faster single-threaded on a shared machine (no OpenMP contention)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module", params=BASELINES, ids=[b[0] for b in BASELINES])
 def baseline(request):
     """Each baseline is built once per test module (the big ones take seconds)."""
