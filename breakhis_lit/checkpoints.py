@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import pickle
 import re
+import shutil
 import warnings
 import zipfile
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.utils.serialization
 from lightning.fabric.utilities.apply_func import apply_to_collection
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from typing_extensions import override
@@ -29,6 +31,13 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     then written by one background thread to a temporary file that ``os.replace`` moves into place: a kill
     mid-write leaves the previous ``last.ckpt`` intact instead of a truncated one, and the GPU does not wait for
     the disk. Writes happen in order; :meth:`teardown` (end of ``fit``) and every load wait for them.
+    :meth:`link_checkpoint` makes a second name for a file just saved (``last.ckpt`` for ``best.ckpt`` of the
+    same step) without writing it again.
+
+    Files are not ``fsync``-ed (like ``torch.save`` and Lightning's own writer): a killed process never leaves
+    a partial file, but a power cut within seconds of a write may lose the newest one. They are written without
+    zip CRC-32 checksums: ``torch.load`` never checks them, and computing them costs about 40% of a write
+    (0.08 s of CPU per 130 MB); ``unzip -t`` reports such files as damaged, ``torch.load`` reads them.
 
     Args:
         background: Write in a background thread (``False``: write before returning).
@@ -45,13 +54,36 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         try:
-            with tmp.open("wb") as f:
+            with tmp.open("wb") as f, torch.utils.serialization.config.patch({"save.compute_crc32": False}):
                 torch.save(checkpoint, f)
-                f.flush()
-                os.fsync(f.fileno())
             os.replace(tmp, path)
         finally:
             tmp.unlink(missing_ok=True)
+
+    @staticmethod
+    def _link(source: Path, path: Path) -> None:
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            tmp.unlink(missing_ok=True)
+            try:
+                os.link(source, tmp)  # a second name for the same bytes
+            except OSError:  # a filesystem without hard links
+                shutil.copyfile(source, tmp)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def link_checkpoint(self, source: Any, path: Any) -> None:
+        """Make ``path`` name the checkpoint saved as ``source`` (after its pending write), atomically.
+
+        ``path`` keeps its own name when ``source`` is later replaced: ``os.replace`` gives ``source`` a new file.
+        """
+        if not self.background:
+            self._link(Path(source), Path(path))
+            return
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint-writer")
+        self._pending.append(self._executor.submit(self._link, Path(source), Path(path)))
 
     def _wait(self) -> None:
         pending, self._pending = self._pending, []

@@ -22,6 +22,7 @@ from typing_extensions import override
 from breakhis_lit.callbacks import (
     EvaluationFigures,
     GradCAMCallback,
+    LastCheckpoint,
     PredictionCSVWriter,
     RunHistory,
     TestReport,
@@ -53,12 +54,27 @@ class BreakHisCLI(LightningCLI):
     """LightningCLI with the package's defaults, run-directory layout and checkpoint resolution.
 
     * ``experiment`` names the run: TensorBoard writes to ``<log_root>/<experiment>/version_N``.
-    * ``checkpoint.*`` configures the :class:`ModelCheckpoint` writing ``best.ckpt`` and ``last.ckpt``.
+    * ``checkpoint.*`` configures the :class:`ModelCheckpoint` writing ``best.ckpt``; ``last_checkpoint.*`` the
+      :class:`LastCheckpoint` writing ``last.ckpt`` for resuming (at most once a minute, and at the end).
     * ``test``/``validate``/``predict`` without ``--ckpt_path`` use the best checkpoint of the newest run
       of the experiment (``best``/``last`` pick that run's files) and write into that run's directory;
       ``fit --ckpt_path last`` resumes the newest run in place.
     * ``trainer.precision`` left empty means bf16 mixed precision on a GPU and 32-bit on a CPU.
+    * Only the parser of the verb being run is built (``breakhis fit ...`` does not build those of test,
+      validate and predict): each costs about 0.1 s of start-up.
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        given = kwargs.get("args")
+        argv = [] if isinstance(given, dict) else list(sys.argv[1:] if given is None else given)
+        self._verb: str | None = argv[0] if argv and argv[0] in LightningCLI.subcommands() else None
+        super().__init__(*args, **kwargs)
+
+    def subcommands(self) -> dict[str, set[str]]:  # type: ignore[override]  # a staticmethod upstream
+        """Lightning's verbs, or only the one on the command line (the others' parsers are never used)."""
+        every = LightningCLI.subcommands()
+        verb = getattr(self, "_verb", None)
+        return {verb: every[verb]} if verb else every
 
     @override
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
@@ -76,6 +92,7 @@ class BreakHisCLI(LightningCLI):
                 "checkpoint.enable_version_counter": False,
             }
         )
+        parser.add_lightning_class_args(LastCheckpoint, "last_checkpoint")
         parser.add_lightning_class_args(EvaluationFigures, "figures")
         parser.add_lightning_class_args(GradCAMCallback, "gradcam")
         parser.add_lightning_class_args(PredictionCSVWriter, "prediction_writer")
@@ -174,9 +191,6 @@ def _lightning_main(args: ArgsType) -> None:
                 TestReport(),
                 Throughput(),
                 LearningRateMonitor("epoch"),
-                # Lightning 2.6's save_last only writes when the best checkpoint changes: write last.ckpt
-                # after every validation so `--ckpt_path last` resumes from the latest epoch.
-                ModelCheckpoint(filename="last", monitor=None, save_top_k=1, enable_version_counter=False),
             ]
         },
         save_config_kwargs={"overwrite": True},

@@ -19,8 +19,8 @@ from breakhis_lit.io import run_dir
 class GradCAMCallback(Callback):
     """Explain the model on the same few images as training goes on, and on the test set at the end.
 
-    On global rank zero, after every ``every_n_epochs``-th validation of ``fit`` (never the sanity check;
-    also after the validation of the last epoch) and after ``validate``/``test``, it takes
+    On global rank zero, after every ``every_n_epochs``-th validation of ``fit`` (never the sanity check)
+    and after ``validate``/``test``, it takes
     ``trainer.datamodule.fixed_examples(stage, per_class)`` (deterministic picks of each class), normalises
     them with ``datamodule.normalize``, computes Grad-CAM heat maps of the predicted classes on
     ``pl_module.backbone`` and logs a grid of (image, overlay) pairs, titled
@@ -79,8 +79,7 @@ class GradCAMCallback(Callback):
         self._val_runs += 1
         if self.every_n_epochs == 0:
             return
-        last_epoch = trainer.max_epochs is not None and trainer.current_epoch + 1 == trainer.max_epochs
-        if self._val_runs % self.every_n_epochs == 0 or last_epoch:
+        if self._val_runs % self.every_n_epochs == 0:
             self._explain(trainer, pl_module, "val")
 
     @override

@@ -41,7 +41,10 @@ class BreakHisClassifier(L.LightningModule):
             given it replaces the default AdamW and ``lr``/``weight_decay`` are ignored.
         lr_scheduler: Optional learning-rate scheduler factory (stepped per epoch).
         channels_last: Run convolutional backbones in channels-last memory format (faster on GPUs).
-        compile: Compile the backbone with ``torch.compile`` (opt-in; pays off on long GPU runs).
+        compile: Compile the backbone with ``torch.compile`` (opt-in; pays off on long GPU runs): ``true`` (or
+            ``"default"``) for the default mode, or a mode name: ``"reduce-overhead"`` adds CUDA graphs, which
+            pay at small batches (32) where the GPU waits for kernel launches; ``"max-autotune"`` also tunes
+            kernels (minutes of compilation).
     """
 
     def __init__(
@@ -54,7 +57,7 @@ class BreakHisClassifier(L.LightningModule):
         optimizer: OptimizerCallable | None = None,
         lr_scheduler: LRSchedulerCallable | None = None,
         channels_last: bool = True,
-        compile: bool = False,
+        compile: bool | Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(logger=False)
@@ -108,7 +111,8 @@ class BreakHisClassifier(L.LightningModule):
         if self.use_channels_last:
             self.backbone.to(memory_format=torch.channels_last)
         if self.hparams.compile and not self._compiled:
-            self.backbone.compile()
+            mode = self.hparams.compile if isinstance(self.hparams.compile, str) else "default"
+            self.backbone.compile(mode=mode)
             self._compiled = True
 
     @override

@@ -118,18 +118,18 @@ def _image_events(log_dir):
     return {tag: [e.step for e in events.Images(tag)] for tag in events.Tags()["images"]}
 
 
-def test_logs_every_n_validations_and_the_last_epoch_not_the_sanity_check(tmp_path):
+def test_logs_every_n_validations_not_the_sanity_check(tmp_path):
     L.seed_everything(0)
     data, callback = ToyData(), GradCAMCallback(every_n_epochs=2, per_class=2)
-    trainer = _trainer(tmp_path, [callback], max_epochs=3)
+    trainer = _trainer(tmp_path, [callback], max_epochs=5)
     trainer.fit(Classifier(), datamodule=data)
-    assert data.fixed_calls == [("val", 2), ("val", 2)]  # validation 2 and the last epoch (3), no sanity check
-    assert _image_events(trainer.log_dir) == {"val/gradcam": [4, 6]}
+    assert data.fixed_calls == [("val", 2), ("val", 2)]  # validations 2 and 4; not the sanity check, not 5
+    assert _image_events(trainer.log_dir) == {"val/gradcam": [4, 8]}
     fig = callback.last_figure
     titles = [sf._suptitle.get_text() for sf in fig.subfigs]
     assert len(titles) == 4
     assert all(t.startswith(("true: benign / pred: ", "true: malignant / pred: ")) for t in titles)
-    assert callback.state_dict() == {"val_runs": 3}
+    assert callback.state_dict() == {"val_runs": 5}
     assert not (tmp_path / "run" / "version_0" / "gradcam").exists()  # PNG files only at test
 
 

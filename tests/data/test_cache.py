@@ -102,6 +102,15 @@ def test_bad_images_named(tmp_path):
         decode_image(paths[1])
 
 
+def test_bad_images_named_by_decoding_workers(tmp_path, monkeypatch):
+    monkeypatch.setattr(cache_mod, "_SERIAL_BELOW_BYTES", 0)  # errors pickled back from worker processes
+    paths = _bad_files(tmp_path) * 20
+    result = decode_images(paths, size=8, num_workers=2, progress=False)
+    assert len(result.ok) == 40
+    assert len(result.bad) == 60
+    assert dict(result.bad)[str(paths[2])] == "truncated"
+
+
 def test_bad_images_recorded_in_cache(tmp_path):
     (tmp_path / "src").mkdir()
     paths = _bad_files(tmp_path / "src")
@@ -189,8 +198,17 @@ def test_failed_build_leaves_no_cache(pngs, tmp_path, monkeypatch):
     assert list((tmp_path / "c").glob("*.npy*")) == []
 
 
-def test_parallel_decode_matches_serial(pngs):
-    many = pngs * 6  # 72 files: above the in-process threshold
+def test_small_trees_are_decoded_in_process(pngs, monkeypatch):
+    def no_pool():
+        raise AssertionError("a pool was started for a few kilobytes of PNGs")
+
+    monkeypatch.setattr(cache_mod, "_pool_context", no_pool)
+    assert len(decode_images(pngs * 6, size=16, num_workers=2, progress=False).ok) == 72
+
+
+def test_parallel_decode_matches_serial(pngs, monkeypatch):
+    monkeypatch.setattr(cache_mod, "_SERIAL_BELOW_BYTES", 0)  # a pool even for these small files
+    many = pngs * 6
     serial = decode_images(many, size=16, num_workers=1, progress=False)
     parallel = decode_images(many, size=16, num_workers=2, progress=False)
     assert np.array_equal(serial.images, parallel.images)
@@ -225,6 +243,7 @@ def test_stalled_workers_fall_back_to_in_process(pngs, monkeypatch, caplog):
 
     monkeypatch.setattr(cache_mod, "_decode_task", stalled)  # forked workers see the patched module
     monkeypatch.setattr(cache_mod, "_RESULT_TIMEOUT_S", 1)
+    monkeypatch.setattr(cache_mod, "_SERIAL_BELOW_BYTES", 0)
     result = decode_images(pngs * 6, size=8, num_workers=2, progress=False)
     assert len(result.ok) == 72
     assert "stalled" in caplog.text

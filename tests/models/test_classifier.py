@@ -76,3 +76,14 @@ def test_pretrained_weights_load_once_and_not_on_resume(
     resumed.fit(BreakHisClassifier(DALAResNet(arch="resnet18", num_classes=2, pretrained=True)), data, ckpt_path=ckpt)
     resumed.test(model, data, ckpt_path=ckpt, verbose=False)
     assert calls == ["load"]
+
+
+@pytest.mark.parametrize(("option", "mode"), [(True, "default"), ("reduce-overhead", "reduce-overhead")])
+def test_compile_option_reaches_torch_compile(
+    demo_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, option: bool | str, mode: str
+) -> None:
+    modes: list[str] = []
+    monkeypatch.setattr(DALAResNet, "compile", lambda self, **kwargs: modes.append(kwargs["mode"]))
+    model = BreakHisClassifier(DALAResNet(arch="resnet18", num_classes=2), compile=option)
+    _trainer(tmp_path, epochs=1, limit_train_batches=1, limit_val_batches=1).fit(model, _data(demo_root, tmp_path))
+    assert modes == [mode]  # once, with the mode (reduce-overhead: CUDA graphs)
