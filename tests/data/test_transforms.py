@@ -69,5 +69,25 @@ def test_color_jitter_zero_is_identity():
     assert torch.allclose(color_jitter(x.clone(), 0, 0, 0), x, atol=1e-6)
 
 
+def test_color_jitter_equals_the_three_steps_one_after_another():
+    x = _batch().float() / 255
+    b, c, s = 0.3, 0.4, 0.5
+    out = color_jitter(x, b, c, s, generator=torch.Generator().manual_seed(7))
+    g = torch.Generator().manual_seed(7)
+    fb, fc, fs = ((torch.rand(6, generator=g) * 2 * v + 1 - v).view(-1, 1, 1, 1) for v in (b, c, s))
+    w = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+    y = x * fb  # brightness
+    mean = (y * w).sum(1, keepdim=True).mean((2, 3), keepdim=True)
+    y = (y - mean) * fc + mean  # contrast around the mean grey level
+    gray = (y * w).sum(1, keepdim=True)
+    y = ((y - gray) * fs + gray).clamp(0, 1)  # saturation around each pixel's grey value
+    assert torch.allclose(out, y, atol=1e-6)
+
+
+def test_dihedral_output_is_contiguous():
+    y = random_dihedral(_batch(8).float(), generator=torch.Generator().manual_seed(0))
+    assert y.is_contiguous()
+
+
 def test_empty_batch():
     assert BatchAugmentation()(torch.zeros((0, 3, 8, 8), dtype=torch.uint8)).shape == (0, 3, 8, 8)
