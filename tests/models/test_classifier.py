@@ -87,3 +87,15 @@ def test_compile_option_reaches_torch_compile(
     model = BreakHisClassifier(DALAResNet(arch="resnet18", num_classes=2), compile=option)
     _trainer(tmp_path, epochs=1, limit_train_batches=1, limit_val_batches=1).fit(model, _data(demo_root, tmp_path))
     assert modes == [mode]  # once, with the mode (reduce-overhead: CUDA graphs)
+
+
+def test_bf16_mixed_precision_runs_on_the_cpu(demo_root: Path, tmp_path: Path) -> None:
+    """The GPU default (bf16 autocast) through the whole step: float32 loss and metrics, finite values."""
+    model = BreakHisClassifier(DALAResNet(arch="resnet18", num_classes=2))
+    trainer = _trainer(tmp_path, epochs=1, limit_train_batches=2, limit_val_batches=1, precision="bf16-mixed")
+    trainer.fit(model, _data(demo_root, tmp_path))
+    val = model.epoch_metrics["val"]
+    assert val["val/loss"].dtype == torch.float32
+    assert torch.isfinite(val["val/loss"])
+    assert 0 <= val["val/auroc"] <= 1
+    assert next(model.parameters()).dtype == torch.float32  # mixed: weights stay float32
