@@ -143,6 +143,10 @@ def test_bad_input_matrix(demo_root: Path, tmp_path: Path, capsys: pytest.Captur
     junk = tmp_path / "junk.ckpt"
     junk.write_bytes(b"\x00" * 64)
     assert "not a readable PyTorch checkpoint" in _fails_with(capsys, "test", *base, "--ckpt_path", str(junk))
+    assert "--last_checkpoint.min_interval_s -1" in _fails_with(
+        capsys, "fit", *base, "--last_checkpoint.min_interval_s", "-1"
+    )
+    assert "--figures.every_n_epochs -2" in _fails_with(capsys, "fit", *base, "--figures.every_n_epochs", "-2")
     with pytest.raises(SystemExit) as exit_info:  # a config typo: jsonargparse names the key
         main(["fit", *base, "--trainer.max_epohs", "1"])
     assert exit_info.value.code == 2

@@ -10,6 +10,8 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from matplotlib.figure import Figure
 from typing_extensions import override
 
+from breakhis_lit.errors import BreakHisError
+
 matplotlib.use("Agg")
 
 
@@ -41,7 +43,9 @@ class EvaluationFigures(Callback):
 
     def __init__(self, every_n_epochs: int = 5) -> None:
         if every_n_epochs < 0:
-            raise ValueError(f"every_n_epochs must be >= 0, got {every_n_epochs}")
+            raise BreakHisError(
+                f"--figures.every_n_epochs {every_n_epochs}: must be >= 0 (0 draws the figures only at test)"
+            )
         self.every_n_epochs = every_n_epochs
 
     def _log(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:

@@ -12,6 +12,7 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_warn
 from matplotlib.figure import Figure
 from typing_extensions import override
 
+from breakhis_lit.errors import BreakHisError
 from breakhis_lit.gradcam import caption, compute_cams, grid, overlay, save_figure, save_png
 from breakhis_lit.io import run_dir
 
@@ -48,9 +49,11 @@ class GradCAMCallback(Callback):
         batch_size: int = 16,
     ) -> None:
         if every_n_epochs < 0:
-            raise ValueError(f"every_n_epochs must be >= 0, got {every_n_epochs}")
+            raise BreakHisError(
+                f"--gradcam.every_n_epochs {every_n_epochs}: must be >= 0 (0 draws Grad-CAM only at test)"
+            )
         if per_class < 1:
-            raise ValueError(f"per_class must be >= 1, got {per_class}")
+            raise BreakHisError(f"--gradcam.per_class {per_class}: must be >= 1 (images of each class per grid)")
         self.every_n_epochs = every_n_epochs
         self.per_class = per_class
         self.on_test = on_test

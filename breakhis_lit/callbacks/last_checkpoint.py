@@ -10,6 +10,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from typing_extensions import override
 
 from breakhis_lit.checkpoints import AtomicCheckpointIO
+from breakhis_lit.errors import BreakHisError
 
 
 class LastCheckpoint(ModelCheckpoint):
@@ -37,7 +38,10 @@ class LastCheckpoint(ModelCheckpoint):
 
     def __init__(self, min_interval_s: float = 60.0, filename: str = "last", dirpath: str | None = None) -> None:
         if min_interval_s < 0:
-            raise ValueError(f"min_interval_s must be >= 0, got {min_interval_s}")
+            raise BreakHisError(
+                f"--last_checkpoint.min_interval_s {min_interval_s}: must be >= 0 (seconds between writes of "
+                "last.ckpt; 0 writes it every epoch)"
+            )
         super().__init__(dirpath=dirpath, filename=filename, monitor=None, save_top_k=1, enable_version_counter=False)
         self.min_interval_s = min_interval_s
         self._saved_at: float | None = None

@@ -12,6 +12,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from breakhis_lit.callbacks.gradcam import GradCAMCallback
+from breakhis_lit.errors import BreakHisError
 
 MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
 STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
@@ -205,7 +206,7 @@ def test_state_dict_round_trip_and_validation():
     callback = GradCAMCallback()
     callback.load_state_dict({"val_runs": 7})
     assert callback.state_dict() == {"val_runs": 7}
-    with pytest.raises(ValueError, match="per_class"):
+    with pytest.raises(BreakHisError, match=r"--gradcam\.per_class 0: must be >= 1"):
         GradCAMCallback(per_class=0)
-    with pytest.raises(ValueError, match="every_n_epochs"):
+    with pytest.raises(BreakHisError, match=r"--gradcam\.every_n_epochs -1: must be >= 0"):
         GradCAMCallback(every_n_epochs=-1)

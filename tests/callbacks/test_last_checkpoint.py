@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from breakhis_lit.callbacks import LastCheckpoint
 from breakhis_lit.checkpoints import AtomicCheckpointIO
+from breakhis_lit.errors import BreakHisError
 
 
 class Toy(L.LightningModule):
@@ -123,5 +124,5 @@ def test_link_then_new_source_keeps_the_linked_content(tmp_path: Path) -> None:
 
 
 def test_negative_interval_is_refused() -> None:
-    with pytest.raises(ValueError, match="min_interval_s"):
+    with pytest.raises(BreakHisError, match=r"--last_checkpoint\.min_interval_s -1: must be >= 0"):
         LastCheckpoint(min_interval_s=-1)
