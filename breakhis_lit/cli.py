@@ -194,7 +194,8 @@ def _lightning_main(args: ArgsType) -> None:
             ]
         },
         save_config_kwargs={"overwrite": True},
-        parser_kwargs={"description": _DESCRIPTION},
+        # No abbreviated options: `--trainer.max_epoch 5` must be an error, not silently `max_epochs`.
+        parser_kwargs={"description": _DESCRIPTION, "allow_abbrev": False},  # verbs' parsers inherit it
         auto_configure_optimizers=False,
         args=args,
     )

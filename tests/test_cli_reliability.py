@@ -151,6 +151,10 @@ def test_bad_input_matrix(demo_root: Path, tmp_path: Path, capsys: pytest.Captur
         main(["fit", *base, "--trainer.max_epohs", "1"])
     assert exit_info.value.code == 2
     assert "max_epohs" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:  # an abbreviated option is a typo, not silently max_epochs
+        main(["fit", *base, "--trainer.max_epoch", "1"])
+    assert exit_info.value.code == 2
+    assert "unrecognized arguments: --trainer.max_epoch" in capsys.readouterr().err
 
 
 def test_non_finite_loss_stops_the_run(
