@@ -8,6 +8,7 @@ import re
 import shutil
 import warnings
 import zipfile
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from typing_extensions import override
 
 from breakhis_lit.errors import BreakHisError
+from breakhis_lit.io import atomic_write
 
 _SAFE_PREFIXES = ("breakhis_lit.", "torch.optim.", "lightning.pytorch.cli.")
 """Modules a checkpoint may name as classes to build: anything else is refused before import."""
@@ -92,14 +94,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def _write(checkpoint: dict[str, Any], path: Path, ready: list[torch.cuda.Event] | None = None) -> None:
         for event in ready or []:
             event.synchronize()  # the non-blocking device-to-host copies of the snapshot
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        try:
-            with tmp.open("wb") as f, torch.utils.serialization.config.patch({"save.compute_crc32": False}):
-                torch.save(checkpoint, f)
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        with torch.utils.serialization.config.patch({"save.compute_crc32": False}):
+            atomic_write(path, lambda f: torch.save(checkpoint, f), fsync=False)
 
     @staticmethod
     def _link(source: Path, path: Path) -> None:
@@ -119,12 +115,16 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
         ``path`` keeps its own name when ``source`` is later replaced: ``os.replace`` gives ``source`` a new file.
         """
+        self._submit(self._link, Path(source), Path(path))
+
+    def _submit(self, job: Callable[..., None], *args: Any) -> None:
+        """Run ``job`` on the writer thread, after the jobs before it (or now, without ``background``)."""
         if not self.background:
-            self._link(Path(source), Path(path))
+            job(*args)
             return
         if self._executor is None:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint-writer")
-        self._pending.append(self._executor.submit(self._link, Path(source), Path(path)))
+        self._pending.append(self._executor.submit(job, *args))
 
     def _wait(self) -> None:
         pending, self._pending = self._pending, []
@@ -137,9 +137,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             self._write(checkpoint, Path(path))
             return
         snapshot, ready = self._snapshot(checkpoint)
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint-writer")
-        self._pending.append(self._executor.submit(self._write, snapshot, Path(path), ready))
+        self._submit(self._write, snapshot, Path(path), ready)
 
     @override
     def load_checkpoint(self, path: Any, map_location: Any | None = None, weights_only: bool | None = None) -> Any:

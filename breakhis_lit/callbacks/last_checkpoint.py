@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 from weakref import proxy
 
 import lightning as L
@@ -61,6 +62,10 @@ class LastCheckpoint(ModelCheckpoint):
             return True
         due = self._saved_at is None or time.monotonic() - self._saved_at >= self.min_interval_s
         return not (due or self._final_epoch(trainer) or self._same_step_checkpoint(trainer) is not None)
+
+    @override
+    def on_train_batch_end(self, *args: Any, **kwargs: Any) -> None:
+        """Nothing: this callback saves at epoch ends only (Lightning's per-step checks stay off the hot path)."""
 
     @override
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

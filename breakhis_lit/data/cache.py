@@ -15,8 +15,7 @@ import logging
 import multiprocessing
 import os
 import sys
-import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from PIL import Image, UnidentifiedImageError
 from tqdm.auto import tqdm
 
 from breakhis_lit.errors import BreakHisError
+from breakhis_lit.io import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -271,20 +271,6 @@ class CachedImages:
     built: bool
 
 
-def _atomic_write(path: Path, write: Callable[[object], None]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f"{path.name}.tmp-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
 def cache_files(cache_dir: Path, key: str) -> tuple[Path, Path]:
     """Return the ``(array .npy, metadata .json)`` paths of a cache key."""
     return cache_dir / f"breakhis-{key}.npy", cache_dir / f"breakhis-{key}.json"
@@ -384,8 +370,8 @@ def load_or_build(
         npy, meta_path = cache_files(cdir, key)
         meta = {"version": CACHE_VERSION, "key": key, "size": size, "resize": "squash", "paths": paths, "bad": bad}
         try:
-            _atomic_write(npy, lambda f: np.save(f, result.images, allow_pickle=False))
-            _atomic_write(meta_path, lambda f: f.write(json.dumps(meta).encode()))
+            atomic_write(npy, lambda f: np.save(f, result.images, allow_pickle=False))
+            atomic_write(meta_path, lambda f: f.write(json.dumps(meta).encode()))
         except OSError as err:
             log.warning("could not write the image cache to %s (%s); continuing without it", cdir, err)
         return CachedImages(result.images, paths, bad, key, built=True)
