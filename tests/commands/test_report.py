@@ -2,7 +2,8 @@ import pytest
 
 from breakhis_lit.commands.report import main, parse_formats
 from breakhis_lit.errors import BreakHisError
-from breakhis_lit.reporting.synthetic import write_fake_runs
+
+from fake_runs import write_fake_runs
 
 
 @pytest.fixture(scope="module")

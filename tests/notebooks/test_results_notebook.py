@@ -5,7 +5,7 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 
-from breakhis_lit.reporting.synthetic import write_fake_runs
+from fake_runs import write_fake_runs
 
 NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "results.ipynb"
 

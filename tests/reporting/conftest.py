@@ -2,7 +2,7 @@
 
 import pytest
 
-from breakhis_lit.reporting.synthetic import write_fake_runs
+from fake_runs import write_fake_runs
 
 MODELS = ("DALAResNet50", "resnet50", "vit_small_patch14_dinov2")
 MAGNIFICATIONS = ("40", "100")

@@ -12,7 +12,8 @@ from breakhis_lit.reporting.figures import (
     plot_gradcam_pairs,
 )
 from breakhis_lit.reporting.runs import load_runs
-from breakhis_lit.reporting.synthetic import write_fake_run
+
+from fake_runs import write_fake_run
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -5,7 +5,8 @@ import pytest
 from breakhis_lit.errors import BreakHisError
 from breakhis_lit.reporting import load_runs, write_report
 from breakhis_lit.reporting.report import base_experiment
-from breakhis_lit.reporting.synthetic import write_fake_run
+
+from fake_runs import write_fake_run
 
 
 def test_write_report(fake_logs, tmp_path):

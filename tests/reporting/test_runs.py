@@ -13,7 +13,8 @@ from breakhis_lit.reporting.runs import (
     paper_model_name,
     read_history,
 )
-from breakhis_lit.reporting.synthetic import write_fake_run
+
+from fake_runs import write_fake_run
 
 
 def test_load_runs_from_root_experiment_and_run_dir(fake_logs):

@@ -6,7 +6,6 @@ import pytest
 
 from breakhis_lit.errors import BreakHisError
 from breakhis_lit.reporting.runs import load_runs
-from breakhis_lit.reporting.synthetic import write_fake_run
 from breakhis_lit.reporting.tables import (
     format_cell,
     load_paper_table5,
@@ -19,6 +18,8 @@ from breakhis_lit.reporting.tables import (
     to_markdown,
     write_csv,
 )
+
+from fake_runs import write_fake_run
 
 
 @pytest.fixture

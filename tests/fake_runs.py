@@ -1,4 +1,4 @@
-"""Fabricated run directories that follow the run-directory contract, for tests and for trying the report."""
+"""Fabricated run directories that follow the run-directory contract (for the report, table and figure tests)."""
 
 import csv
 import json
