@@ -46,7 +46,8 @@ run)
     "$PY" benchmarks/train_speed.py ${BENCH_ARGS:-} --out "$out/speed.json" 2>&1 | tee "$out/speed.log"
     bench=$?
     # Only the GPU test modules: collecting the rest needs development tools (nbclient) the machine may lack.
-    "$PY" -m pytest -q -p no:cacheprovider -m gpu tests/models/test_gpu.py tests/gradcam/test_cam.py 2>&1 \
+    "$PY" -m pytest -q -p no:cacheprovider -m gpu tests/models/test_gpu.py tests/models/test_host_sync.py \
+        tests/gradcam/test_cam.py 2>&1 \
         | tee "$out/gpu_tests.log"
     tests=$?
     [ "$tests" -ne 0 ] && exit "$tests"
