@@ -4,7 +4,8 @@ A GPU runs ahead of Python until the host needs a value: ``.item()``, ``bool(t)`
 index, ``nonzero``, ``unique``... Each such read waits for every queued kernel. This test runs ``breakhis fit``
 on the CPU through the package's own path (CLI, DataModule with augmentation, classifier, metrics, callbacks,
 checkpointing) and records every op of that kind from the start of each training epoch to its validation,
-batch by batch. Only the epoch's start, before its first batch, may have them (once-per-epoch bookkeeping).
+batch by batch, and in every validation step. Only the epoch's start, before its first batch, may have them
+(once-per-epoch bookkeeping).
 
 Not visible on a CPU: explicit ``.cpu()``, ``.tolist()`` and ``.numpy()`` of device tensors (no-ops on CPU
 tensors, so nothing is dispatched). The default optimiser is fused AdamW only on CUDA; the unfused CPU AdamW
@@ -84,11 +85,25 @@ class HostReads(TorchDispatchMode):
 
 
 class Probe(L.Callback):
-    """Turns :class:`HostReads` on for each training epoch, from its start to its end, and counts batches."""
+    """Turns :class:`HostReads` on for each training epoch and, separately, for each validation step.
+
+    Training: from the epoch's start to its validation, counting batches. Validation: the step itself (model
+    forward, probabilities, metrics, buffers).
+    """
 
     def __init__(self) -> None:
         self.mode = HostReads()
+        self.val_mode = HostReads()
         self.batches: list[int] = []
+        self.val_batches = 0
+
+    def on_validation_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
+        self.val_mode.where = (trainer.current_epoch, self.val_batches)
+        self.val_mode.__enter__()
+
+    def on_validation_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
+        self.val_mode.__exit__(None, None, None)
+        self.val_batches += 1
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.mode.where = (trainer.current_epoch, 0)
@@ -143,6 +158,7 @@ def test_training_steps_read_nothing_from_the_device(
         "--data.root", str(demo_root), "--data.cache_dir", str(tmp_path / "cache"),
         "--log_root", str(tmp_path / "logs"),
         "--data.magnification", "40", "--data.image_size", "32", "--data.batch_size", "16",
+        "--data.eval_batch_size", "8",
         "--trainer.max_epochs", "2", "--trainer.log_every_n_steps", "1",
         "--trainer.enable_progress_bar", "true", "--trainer.accelerator", accelerator, "--trainer.devices", "1",
         "--model.optimizer", '{"class_path": "torch.optim.AdamW", "init_args": {"lr": 5e-4, "fused": true}}',
@@ -151,6 +167,8 @@ def test_training_steps_read_nothing_from_the_device(
     assert min(probe.batches) >= 4, probe.batches  # several steps per epoch to look at
     per_step = [(epoch, batch, op) for epoch, batch, op in probe.mode.seen if batch > 0]
     assert per_step == [], per_step
+    assert probe.val_batches >= 6, probe.val_batches  # sanity check + two validations of several batches
+    assert probe.val_mode.seen == [], probe.val_mode.seen
     # The probe does see host reads: at the start of epoch 1 (before its first batch) the history callback
     # writes epoch 0's row from the logged metrics, and the CPU-only ones come in every step.
     assert {(epoch, batch) for epoch, batch, _ in probe.mode.seen} == {(1, 0)}, probe.mode.seen
