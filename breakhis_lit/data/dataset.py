@@ -10,6 +10,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset, default_collate
 
+from breakhis_lit.data.device import to_device
+
 
 @dataclass(frozen=True)
 class SampleRecord:
@@ -71,7 +73,7 @@ class CachedImageDataset(Dataset):
         }
 
     def __getitems__(self, indices: Sequence[int]) -> dict[str, Tensor]:
-        idx = torch.as_tensor(indices, dtype=torch.int64).to(self.images.device, non_blocking=True)
+        idx = to_device(torch.as_tensor(indices, dtype=torch.int64), self.images.device)
         return {
             "image": self.images[self.rows[idx]],
             "label": self.labels[idx],

@@ -1,19 +1,24 @@
 """Batched image transforms on the model's device: ImageNet normalisation and training augmentation.
 
 Pure tensor operations over a whole ``[B, 3, H, W]`` batch (no per-image Python work). Every random draw is
-per sample and comes from one ``torch.Generator`` (CPU), so results are reproducible on any device.
+per sample and comes from one ``torch.Generator`` (CPU), so results are reproducible on any device; the draws
+reach the GPU through pinned memory (:func:`to_device`), so no step waits for the GPU.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
 from torch import Tensor
 from torchvision.ops import roi_align
 
+from breakhis_lit.data.device import to_device
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+_GRAY_WEIGHTS = (0.299, 0.587, 0.114)
 
 
 def to_float(images: Tensor) -> Tensor:
@@ -23,18 +28,25 @@ def to_float(images: Tensor) -> Tensor:
     return images.float()
 
 
+@functools.cache
+def _channel_constant(values: tuple[float, ...], device: torch.device, dtype: torch.dtype) -> Tensor:
+    """``values`` as a ``[1, C, 1, 1]`` tensor on ``device``, made once per device (not once per batch)."""
+    with torch.inference_mode(False):  # a normal tensor, usable in autograd even if first made in validation
+        return to_device(torch.tensor(values, dtype=dtype).view(1, -1, 1, 1), device)
+
+
 def normalize(images: Tensor) -> Tensor:
     """ImageNet-normalise a batch: uint8 (or float in [0, 1]) ``[B, 3, H, W]`` -> float32 on the same device."""
     x = to_float(images)
-    mean = torch.tensor(IMAGENET_MEAN, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    mean = _channel_constant(IMAGENET_MEAN, x.device, x.dtype)
+    std = _channel_constant(IMAGENET_STD, x.device, x.dtype)
     return (x - mean) / std
 
 
 def denormalize(images: Tensor) -> Tensor:
     """Invert :func:`normalize` (float in [0, 1], clamped)."""
-    mean = torch.tensor(IMAGENET_MEAN, device=images.device, dtype=images.dtype).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=images.device, dtype=images.dtype).view(1, 3, 1, 1)
+    mean = _channel_constant(IMAGENET_MEAN, images.device, images.dtype)
+    std = _channel_constant(IMAGENET_STD, images.device, images.dtype)
     return (images * std + mean).clamp_(0, 1)
 
 
@@ -67,15 +79,15 @@ def random_resized_crop(
     x0 = torch.rand(b, generator=generator) * (w - cw)
     y0 = torch.rand(b, generator=generator) * (h - ch)
     boxes = torch.stack([torch.arange(b, dtype=torch.float32), x0, y0, x0 + cw, y0 + ch], dim=1)
-    return roi_align(x, boxes.to(device=x.device, dtype=x.dtype), output_size=(h, w), sampling_ratio=1, aligned=True)
+    boxes = to_device(boxes, x.device).to(x.dtype)
+    return roi_align(x, boxes, output_size=(h, w), sampling_ratio=1, aligned=True)
 
 
 def random_dihedral(x: Tensor, generator: torch.Generator | None = None) -> Tensor:
     """Random horizontal/vertical flips and (for square images) 90-degree rotations, per sample."""
     b, _, h, w = x.shape
-    hflip = (torch.rand(b, generator=generator) < 0.5).to(x.device)
-    vflip = (torch.rand(b, generator=generator) < 0.5).to(x.device)
-    rot = (torch.rand(b, generator=generator) < 0.5).to(x.device)
+    draws = [torch.rand(b, generator=generator) < 0.5 for _ in range(3)]
+    hflip, vflip, rot = to_device(torch.stack(draws), x.device).unbind(0)
     x = _select(hflip, x.flip(-1), x)
     x = _select(vflip, x.flip(-2), x)
     if h == w:  # with both flips, one optional transpose covers all 8 symmetries of the square
@@ -98,10 +110,9 @@ def color_jitter(
     of one per step), then clamped to [0, 1].
     """
     b = x.shape[0]
-    fb = _uniform(b, 1 - brightness, 1 + brightness, generator).to(x).view(-1, 1, 1, 1)
-    fc = _uniform(b, 1 - contrast, 1 + contrast, generator).to(x).view(-1, 1, 1, 1)
-    fs = _uniform(b, 1 - saturation, 1 + saturation, generator).to(x).view(-1, 1, 1, 1)
-    weights = torch.tensor([0.299, 0.587, 0.114], device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    draws = [_uniform(b, 1 - f, 1 + f, generator) for f in (brightness, contrast, saturation)]
+    fb, fc, fs = to_device(torch.stack(draws), x.device).to(x.dtype).view(3, -1, 1, 1, 1).unbind(0)
+    weights = _channel_constant(_GRAY_WEIGHTS, x.device, x.dtype)
     gray = (x * weights).sum(1, keepdim=True)
     offset = gray * ((1 - fs) * fc * fb) + gray.mean((2, 3), keepdim=True) * ((1 - fc) * fb)
     return torch.addcmul(offset, x, fs * fc * fb).clamp_(0, 1)

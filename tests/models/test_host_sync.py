@@ -10,7 +10,8 @@ batch by batch, and in every validation step. Only the epoch's start, before its
 Not visible on a CPU: explicit ``.cpu()``, ``.tolist()`` and ``.numpy()`` of device tensors (no-ops on CPU
 tensors, so nothing is dispatched). The default optimiser is fused AdamW only on CUDA; the unfused CPU AdamW
 reads its step counters with ``.item()`` (free on the CPU), so this run uses fused AdamW, as on a GPU. On a
-GPU machine (``benchmarks/gpu_check.sh``) the same test runs on CUDA, in the default bf16 precision.
+GPU machine (``benchmarks/gpu_check.sh``) the same test runs on CUDA, in the default bf16 precision, with
+CUDA's own check (``torch.cuda.set_sync_debug_mode("error")``) on as well: it also sees blocking copies.
 """
 
 from __future__ import annotations
@@ -91,11 +92,13 @@ class Probe(L.Callback):
     forward, probabilities, metrics, buffers).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, cuda_sync_errors: bool = False) -> None:
         self.mode = HostReads()
         self.val_mode = HostReads()
         self.batches: list[int] = []
         self.val_batches = 0
+        self.cuda_sync_errors = cuda_sync_errors
+        self.cuda_checked_batches = 0
 
     def on_validation_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
         self.val_mode.where = (trainer.current_epoch, self.val_batches)
@@ -111,9 +114,26 @@ class Probe(L.Callback):
         self.mode.__enter__()
         self.mode.active = True
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         self.batches[-1] += 1
         self.mode.where = (trainer.current_epoch, self.batches[-1])
+        if not self.cuda_sync_errors:
+            return
+        # CUDA's own check, for what the dispatch probe cannot see (a blocking host-to-device copy waits for the
+        # GPU too): any implicit synchronisation in batches 1 to n-2 raises. Batch 0 checks the metrics' inputs
+        # once per epoch; the last batch may be smaller, a new shape for cuDNN to autotune.
+        if torch.cuda.get_sync_debug_mode():
+            self.cuda_checked_batches += 1
+        if batch_idx == 0 and trainer.num_training_batches > 2:
+            torch.cuda.set_sync_debug_mode("error")
+        elif batch_idx + 2 >= trainer.num_training_batches:
+            torch.cuda.set_sync_debug_mode("default")
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        if self.cuda_sync_errors:
+            torch.cuda.set_sync_debug_mode("default")  # before Lightning's teardown
 
     def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._off()  # validation (run at the end of a training epoch) reads its epoch's results, once
@@ -143,7 +163,7 @@ class Probe(L.Callback):
 def test_training_steps_read_nothing_from_the_device(
     accelerator: str, demo_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    probe = Probe()
+    probe = Probe(cuda_sync_errors=accelerator == "gpu")
     original = cli.BreakHisCLI.instantiate_trainer
 
     def with_probe(self: cli.BreakHisCLI, **kwargs: Any) -> L.Trainer:
@@ -153,7 +173,7 @@ def test_training_steps_read_nothing_from_the_device(
         return trainer
 
     monkeypatch.setattr(cli.BreakHisCLI, "instantiate_trainer", with_probe)
-    main([
+    args = [
         "fit", "--config", "configs/demo.yaml",
         "--data.root", str(demo_root), "--data.cache_dir", str(tmp_path / "cache"),
         "--log_root", str(tmp_path / "logs"),
@@ -162,7 +182,12 @@ def test_training_steps_read_nothing_from_the_device(
         "--trainer.max_epochs", "2", "--trainer.log_every_n_steps", "1",
         "--trainer.enable_progress_bar", "true", "--trainer.accelerator", accelerator, "--trainer.devices", "1",
         "--model.optimizer", '{"class_path": "torch.optim.AdamW", "init_args": {"lr": 5e-4, "fused": true}}',
-    ])  # fmt: skip
+    ]  # fmt: skip
+    try:
+        main(args)
+    finally:
+        if torch.cuda.is_available():
+            torch.cuda.set_sync_debug_mode("default")
     assert len(probe.batches) == 2, probe.batches
     assert min(probe.batches) >= 4, probe.batches  # several steps per epoch to look at
     per_step = [(epoch, batch, op) for epoch, batch, op in probe.mode.seen if batch > 0]
@@ -174,6 +199,8 @@ def test_training_steps_read_nothing_from_the_device(
     assert {(epoch, batch) for epoch, batch, _ in probe.mode.seen} == {(1, 0)}, probe.mode.seen
     if accelerator == "cpu":
         assert len(probe.mode.cpu_only) >= sum(probe.batches)
+    else:
+        assert probe.cuda_checked_batches >= 2 * (min(probe.batches) - 2), probe.cuda_checked_batches
 
 
 def test_probe_catches_a_host_read_in_a_step() -> None:
