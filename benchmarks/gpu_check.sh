@@ -47,7 +47,7 @@ run)
     bench=$?
     # Only the GPU test modules: collecting the rest needs development tools (nbclient) the machine may lack.
     "$PY" -m pytest -q -p no:cacheprovider -m gpu tests/models/test_gpu.py tests/models/test_host_sync.py \
-        tests/gradcam/test_cam.py 2>&1 \
+        tests/data/test_device.py tests/gradcam/test_cam.py 2>&1 \
         | tee "$out/gpu_tests.log"
     tests=$?
     [ "$tests" -ne 0 ] && exit "$tests"
