@@ -390,7 +390,7 @@ def run_summary(run_dir: Path) -> dict[str, Any]:
     """Fit loop time and last-epoch training throughput written by the pipeline run."""
     out: dict[str, Any] = {"fit_time_s": None, "train_img_s_last_epoch": None}
     with contextlib.suppress(OSError, ValueError, KeyError):
-        out["fit_time_s"] = round(float(json.loads((run_dir / "fit_summary.json").read_text())["fit_time_s"]), 2)
+        out["fit_time_s"] = round(float(json.loads((run_dir / "fit.json").read_text())["fit_time_s"]), 2)
     with contextlib.suppress(OSError, ValueError, KeyError, IndexError):
         rows = list(csv.DictReader((run_dir / "history.csv").open()))
         value = rows[-1].get("train/throughput_img_s")

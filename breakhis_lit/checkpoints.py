@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import pickle
-import re
 import shutil
 import warnings
 import zipfile
@@ -21,6 +20,7 @@ from typing_extensions import override
 
 from breakhis_lit.errors import BreakHisError
 from breakhis_lit.io import atomic_write
+from breakhis_lit.rundir import BEST, CHECKPOINTS, LAST, versions
 
 _SAFE_PREFIXES = ("breakhis_lit.", "torch.optim.", "lightning.pytorch.cli.")
 """Modules a checkpoint may name as classes to build: anything else is refused before import."""
@@ -158,16 +158,6 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             self._executor = None
 
 
-def _versions(experiment_dir: Path) -> list[tuple[int, Path]]:
-    found = []
-    if experiment_dir.is_dir():
-        for child in experiment_dir.iterdir():
-            match = re.fullmatch(r"version_(\d+)", child.name)
-            if match and child.is_dir():
-                found.append((int(match.group(1)), child))
-    return sorted(found, reverse=True)
-
-
 def find_run_checkpoint(experiment_dir: Path, ckpt: str | None, default: str) -> tuple[Path, int | None]:
     """Resolve ``--ckpt_path`` for an experiment.
 
@@ -184,11 +174,11 @@ def find_run_checkpoint(experiment_dir: Path, ckpt: str | None, default: str) ->
         BreakHisError: When no run has such a checkpoint, or the file does not exist.
     """
     name = ckpt or default
-    if name in ("best", "last"):
-        for version, run_dir in _versions(experiment_dir):
-            candidate = run_dir / "checkpoints" / f"{name}.ckpt"
+    if name in (BEST, LAST):
+        for run in versions(experiment_dir):
+            candidate = run.checkpoint(name)
             if candidate.is_file():
-                return candidate, version
+                return candidate, run.version
         raise BreakHisError(
             f"no run of experiment '{experiment_dir.name}' has checkpoints/{name}.ckpt under {experiment_dir}; "
             "train it first with `breakhis fit --config CONFIG` or pass --ckpt_path PATH"
@@ -197,9 +187,9 @@ def find_run_checkpoint(experiment_dir: Path, ckpt: str | None, default: str) ->
     if not path.is_file():
         raise BreakHisError(f"--ckpt_path {path}: no such file; pass an existing .ckpt file, 'best' or 'last'")
     resolved = path.resolve()
-    for version, run_dir in _versions(experiment_dir):
-        if resolved.parent == (run_dir / "checkpoints").resolve():
-            return path, version
+    for run in versions(experiment_dir):
+        if resolved.parent == (run.path / CHECKPOINTS).resolve():
+            return path, run.version
     return path, None
 
 

@@ -48,8 +48,7 @@ def run_dir(trainer: Any) -> Path | None:
     ``Trainer.log_dir`` broadcasts from rank zero, so calling it on rank zero alone deadlocks a DDP run; this
     reads the logger's directory locally and is safe inside ``if trainer.is_global_zero:`` blocks.
     """
-    logger = getattr(trainer, "logger", None)
-    path = getattr(logger, "log_dir", None) if logger is not None else None
-    if path is None and getattr(trainer, "world_size", 1) == 1:
-        path = getattr(trainer, "log_dir", None)
+    path = trainer.logger.log_dir if trainer.logger is not None else None
+    if path is None and trainer.world_size == 1:
+        path = trainer.log_dir
     return Path(path) if path else None

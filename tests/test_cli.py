@@ -56,23 +56,25 @@ def test_every_config_prints(config: Path, capsys: pytest.CaptureFixture[str]) -
 def test_fit_then_test_writes_the_run(trained: dict[str, object]) -> None:
     run = trained["run"]
     for name in ("config.yaml", "checkpoints/best.ckpt", "checkpoints/last.ckpt", "splits.csv", "history.csv",
-                 "fit_summary.json", "metrics.json", "predictions.csv"):  # fmt: skip
+                 "run.json", "fit.json", "test/config.yaml", "test/metrics.json", "test/predictions.csv",
+                 "test/gradcam/manifest.csv"):  # fmt: skip
         assert (run / name).is_file(), name
-    metrics = json.loads((run / "metrics.json").read_text())
-    assert metrics["model"] == "DALAResNet"
+    metrics = json.loads((run / "test" / "metrics.json").read_text())
+    assert metrics["model"] == "DALAResNet[resnet18]"
     assert metrics["checkpoint"].endswith("best.ckpt")
-    assert metrics["epochs"] == 2
+    assert json.loads((run / "fit.json").read_text())["epochs"] == 2
     assert metrics["params_total"] == sum(
         p.numel() for p in load_classifier(run / "checkpoints/best.ckpt").parameters()
     )
     for key in ("accuracy", "f1_benign", "f1_malignant", "iba", "gmean", "auroc", "patient_accuracy",
-                "patient_recognition_rate", "confusion_matrix"):  # fmt: skip
-        assert key in metrics["test"], key
-    with (run / "predictions.csv").open() as f:
+                "patient_recognition_rate"):  # fmt: skip
+        assert key in metrics["metrics"], key
+    assert len(metrics["confusion_matrix"]) == 2
+    with (run / "test" / "predictions.csv").open() as f:
         rows = list(csv.DictReader(f))
-    assert len(rows) == metrics["test"]["n_images"] > 0
+    assert len(rows) == metrics["n_images"] > 0
     assert set(rows[0]) >= {"path", "patient_id", "label", "prob_benign", "prob_malignant", "prediction"}
-    assert sum(r["label"] == r["prediction"] for r in rows) / len(rows) == pytest.approx(metrics["test"]["accuracy"])
+    assert sum(r["label"] == r["prediction"] for r in rows) / len(rows) == pytest.approx(metrics["metrics"]["accuracy"])
     history = list(csv.DictReader((run / "history.csv").open()))
     assert [int(r["epoch"]) for r in history] == [0, 1]
     assert {"train/loss", "val/loss", "train/accuracy", "val/accuracy"} <= set(history[0])
@@ -80,7 +82,7 @@ def test_fit_then_test_writes_the_run(trained: dict[str, object]) -> None:
 
 def test_tensorboard_holds_scalars_images_and_figures(trained: dict[str, object]) -> None:
     tags: dict[str, list[str]] = {"scalars": [], "images": [], "tensors": []}
-    for events in trained["run"].glob("events.out.tfevents.*"):
+    for events in trained["run"].rglob("events.out.tfevents.*"):
         acc = EventAccumulator(str(events), size_guidance={"images": 0, "scalars": 0, "tensors": 0})
         acc.Reload()
         for kind in tags:
@@ -99,7 +101,7 @@ def test_tensorboard_holds_scalars_images_and_figures(trained: dict[str, object]
         assert tag in tags["images"], tag
     assert "val/pr_curve" in tags["tensors"]
     assert "test/pr_curve" in tags["tensors"]
-    raw = b"".join(p.read_bytes() for p in trained["run"].glob("events.out.tfevents.*"))
+    raw = b"".join(p.read_bytes() for p in trained["run"].rglob("events.out.tfevents.*"))
     assert b"_hparams_/session_start_info" in raw  # the HPARAMS tab
     assert "hparams/test_accuracy" in tags["scalars"]
 

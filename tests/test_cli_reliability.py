@@ -107,16 +107,18 @@ def test_ddp_on_two_cpu_processes(demo_root: Path, tmp_path: Path) -> None:
 
     two = _breakhis("test", *common, *ddp)
     assert two.returncode == 0, two.stderr[-3000:]
-    metrics_two = json.loads((run / "metrics.json").read_text())
+    metrics_two = json.loads((run / "test" / "metrics.json").read_text())
     one = _breakhis("test", *common, "--trainer.devices", "1", "--trainer.accelerator", "cpu")
     assert one.returncode == 0, one.stderr[-3000:]
-    metrics_one = json.loads((run / "metrics.json").read_text())
-    assert metrics_one["test"]["n_images"] == metrics_two["test"]["n_images"]
-    for key, value in metrics_one["test"].items():
+    metrics_one = json.loads((run / "test" / "metrics.json").read_text())
+    assert metrics_one["n_images"] == metrics_two["n_images"]
+    assert metrics_one["split_hash"] == metrics_two["split_hash"]
+    assert metrics_one["confusion_matrix"] == metrics_two["confusion_matrix"]
+    for key, value in metrics_one["metrics"].items():
         if isinstance(value, float):
-            assert value == pytest.approx(metrics_two["test"][key], abs=1e-5), key
+            assert value == pytest.approx(metrics_two["metrics"][key], abs=1e-5), key
         else:
-            assert value == metrics_two["test"][key], key
+            assert value == metrics_two["metrics"][key], key
 
 
 def _fails_with(capsys: pytest.CaptureFixture[str], *args: str) -> str:

@@ -1,19 +1,21 @@
-"""Lightning callbacks: run history, last checkpoint, test reports, figures, throughput, predictions and Grad-CAM."""
+"""Lightning callbacks: run records, history, last checkpoint, evaluation reports, figures, throughput, Grad-CAM."""
 
+from breakhis_lit.callbacks.evaluation_report import EvaluationReport
 from breakhis_lit.callbacks.figures import EvaluationFigures
 from breakhis_lit.callbacks.gradcam import GradCAMCallback
 from breakhis_lit.callbacks.history import RunHistory
 from breakhis_lit.callbacks.last_checkpoint import LastCheckpoint
 from breakhis_lit.callbacks.prediction_writer import PredictionCSVWriter
-from breakhis_lit.callbacks.test_report import TestReport
+from breakhis_lit.callbacks.run_record import RunRecorder
 from breakhis_lit.callbacks.throughput import Throughput
 
 __all__ = [
     "EvaluationFigures",
+    "EvaluationReport",
     "GradCAMCallback",
     "LastCheckpoint",
     "PredictionCSVWriter",
     "RunHistory",
-    "TestReport",
+    "RunRecorder",
     "Throughput",
 ]

@@ -11,6 +11,7 @@ from matplotlib.figure import Figure
 from typing_extensions import override
 
 from breakhis_lit.errors import BreakHisError
+from breakhis_lit.models.classifier import BreakHisClassifier
 
 matplotlib.use("Agg")
 
@@ -52,16 +53,19 @@ class EvaluationFigures(Callback):
         logger = trainer.logger
         if not trainer.is_global_zero or not isinstance(logger, TensorBoardLogger):
             return
-        confusion = getattr(pl_module, "confusion", {}).get(stage)
-        outputs = getattr(pl_module, "eval_outputs", {}).get(stage)
-        classes = list(getattr(pl_module, "class_names", []))
+        if not isinstance(pl_module, BreakHisClassifier) or (result := pl_module.result(stage)) is None:
+            return
+        classes = pl_module.class_names
         step = trainer.global_step
         writer = logger.experiment
-        if confusion is not None:
-            fig = confusion_figure(confusion, classes, f"{stage} confusion matrix (epoch {trainer.current_epoch})")
-            writer.add_figure(f"{stage}/confusion_matrix", fig, global_step=step)
-        if outputs is not None:
-            probs, labels = outputs["probs"].float(), outputs["label"]
+        if result.confusion is not None:
+            if trainer.state.fn == "fit":
+                title = f"{stage}, epoch {trainer.current_epoch + 1}"
+            else:
+                title = f"{stage}, checkpoint of epoch {pl_module.checkpoint_epoch or '?'}"
+            writer.add_figure(f"{stage}/confusion_matrix", confusion_figure(result.confusion, classes, title), step)
+        if result.probs is not None and result.labels is not None:
+            probs, labels = result.probs.float(), result.labels
             if len(classes) == 2:
                 writer.add_pr_curve(f"{stage}/pr_curve", labels == 1, probs[:, 1], global_step=step)
             else:

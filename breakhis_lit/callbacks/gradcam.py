@@ -5,32 +5,33 @@ from __future__ import annotations
 from typing import Any
 
 import lightning as L
-import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_warn
 from matplotlib.figure import Figure
 from typing_extensions import override
 
+from breakhis_lit.data.datamodule import BreakHisDataModule
 from breakhis_lit.errors import BreakHisError
 from breakhis_lit.gradcam import caption, compute_cams, grid, overlay, save_figure, save_png
 from breakhis_lit.io import run_dir
+from breakhis_lit.models.classifier import BreakHisClassifier
+from breakhis_lit.rundir import GRADCAM, GRADCAM_MANIFEST, GradCAMEntry, write_gradcam_manifest
 
 
 class GradCAMCallback(Callback):
     """Explain the model on the same few images as training goes on, and on the test set at the end.
 
     On global rank zero, after every ``every_n_epochs``-th validation of ``fit`` (never the sanity check)
-    and after ``validate``/``test``, it takes
-    ``trainer.datamodule.fixed_examples(stage, per_class)`` (deterministic picks of each class), normalises
-    them with ``datamodule.normalize``, computes Grad-CAM heat maps of the predicted classes on
-    ``pl_module.backbone`` and logs a grid of (image, overlay) pairs, titled
-    ``"true: malignant / pred: malignant (0.97)"``, to TensorBoard as ``val/gradcam`` or ``test/gradcam``.
-    At test it also writes ``<log_dir>/gradcam/test_<class>_<k>.png`` (the overlay of the k-th image of
-    that class) and ``<log_dir>/gradcam/test_grid.png``.
+    and after ``validate``/``test``, it takes the data module's
+    :meth:`~breakhis_lit.data.BreakHisDataModule.fixed_examples` (deterministic picks of each class), computes
+    Grad-CAM heat maps of the predicted classes on the classifier's backbone and logs a grid of (image, overlay)
+    pairs, titled ``"true: malignant / pred: malignant (0.97)"``, to TensorBoard as ``val/gradcam`` or
+    ``test/gradcam``. At test it also writes, into the evaluation's folder, ``gradcam/test_<class>_<k>.png``
+    (the overlay of the k-th image of that class), ``gradcam/test_grid.png`` and ``gradcam/manifest.csv``
+    (image, true class, predicted class and probability of each overlay).
 
-    It does nothing (with one message) when the datamodule has no ``fixed_examples``/``normalize`` or the
-    model no Grad-CAM layers, and a failure is reported as a warning instead of ending a long run.
+    A failure is reported as a warning instead of ending a long run.
 
     Args:
         every_n_epochs: Explain every this many validation runs of ``fit``; ``0`` only at test.
@@ -98,36 +99,26 @@ class GradCAMCallback(Callback):
     def _explain(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if not trainer.is_global_zero:
             return
-        datamodule = getattr(trainer, "datamodule", None)
-        if not callable(getattr(datamodule, "fixed_examples", None)) or not callable(
-            getattr(datamodule, "normalize", None)
-        ):
-            self._tell_once("data", "skipped: the datamodule has no fixed_examples()/normalize()")
-            return
-        backbone = getattr(pl_module, "backbone", pl_module)
-        if not callable(getattr(backbone, "gradcam_target_layers", None)):
-            self._tell_once("model", f"skipped: {type(backbone).__name__} has no gradcam_target_layers()")
+        datamodule = trainer.datamodule
+        if not isinstance(datamodule, BreakHisDataModule) or not isinstance(pl_module, BreakHisClassifier):
+            self._tell_once("types", "skipped: explains a BreakHisClassifier on a BreakHisDataModule only")
             return
         try:
-            self._render(trainer, pl_module, backbone, datamodule, stage)
+            self._render(trainer, pl_module, datamodule, stage)
         except Exception as error:  # a broken figure must not end a long run
             rank_zero_warn(f"GradCAMCallback: {stage} Grad-CAM failed ({type(error).__name__}: {error})")
 
     def _render(
-        self,
-        trainer: L.Trainer,
-        pl_module: L.LightningModule,
-        backbone: torch.nn.Module,
-        datamodule: Any,
-        stage: str,
+        self, trainer: L.Trainer, pl_module: BreakHisClassifier, datamodule: BreakHisDataModule, stage: str
     ) -> None:
-        images, labels, _ = datamodule.fixed_examples(stage, self.per_class)
+        images, labels, records = datamodule.fixed_examples(stage, self.per_class)
         if len(images) == 0:
             self._tell_once(f"empty-{stage}", f"skipped: no {stage} images to explain")
             return
+        backbone = pl_module.backbone
         normalised = datamodule.normalize(images.to(pl_module.device))
         cams, probs = compute_cams(backbone, normalised, batch_size=self.batch_size)
-        classes = list(getattr(datamodule, "classes", [])) or [str(k) for k in range(probs.shape[1])]
+        classes = list(datamodule.classes)
         preds = probs.argmax(dim=1).tolist()
         labels = [int(label) for label in labels]
         titles = [
@@ -135,27 +126,45 @@ class GradCAMCallback(Callback):
             for i, p in enumerate(preds)
         ]
         images = images.cpu()
-        fig = grid(
-            images,
-            cams,
-            titles,
-            pairs_per_row=self.per_class,
-            suptitle=f"{stage} Grad-CAM, epoch {trainer.current_epoch}, step {trainer.global_step}",
-        )
+        if trainer.state.fn == "fit":
+            when = f"epoch {trainer.current_epoch + 1}"
+        elif pl_module.checkpoint_epoch is not None:
+            when = f"checkpoint of epoch {pl_module.checkpoint_epoch}"
+        else:
+            when = "untrained weights"
+        fig = grid(images, cams, titles, pairs_per_row=self.per_class, suptitle=f"{stage} Grad-CAM, {when}")
         self.last_figure = fig
         for logger in trainer.loggers:
             if isinstance(logger, TensorBoardLogger):
                 logger.experiment.add_figure(f"{stage}/gradcam", fig, global_step=trainer.global_step, close=False)
-        if stage != "test" or not self.save_png or run_dir(trainer) is None:
+        folder = run_dir(trainer)
+        if stage != "test" or not self.save_png or folder is None:
             return
-        out = run_dir(trainer) / "gradcam"
-        if out.is_dir() and any(out.glob("test_*.png")):
-            rank_zero_info(f"GradCAMCallback: replacing the test Grad-CAM images in {out}")
-        seen: dict[str, int] = {}
+        out = folder / GRADCAM
+        if out.is_dir() and any(out.glob("*.png")):
+            rank_zero_info(f"GradCAMCallback: replacing the Grad-CAM images in {out}")
+            for old in out.glob("*.png"):
+                old.unlink()
+        entries, seen = [], {}
         for i, label in enumerate(labels):
             name = classes[label] if label >= 0 else "unlabelled"
             k = seen.get(name, 0)
             seen[name] = k + 1
-            save_png(overlay(images[i], cams[i]), out / f"test_{name}_{k}.png")
-        save_figure(fig, out / "test_grid.png")
-        rank_zero_info(f"GradCAMCallback: wrote {len(labels)} test Grad-CAM images and test_grid.png to {out}")
+            file, input_file = f"{stage}_{name}_{k}.png", f"{stage}_{name}_{k}_image.png"
+            save_png(overlay(images[i], cams[i]), out / file)
+            save_png(images[i].numpy(), out / input_file)
+            entries.append(
+                GradCAMEntry(
+                    file,
+                    input_file,
+                    records[i].path,
+                    classes[label] if label >= 0 else "",
+                    classes[preds[i]],
+                    float(probs[i, preds[i]]),
+                )
+            )
+        save_figure(fig, out / f"{stage}_grid.png")
+        write_gradcam_manifest(out, entries)
+        rank_zero_info(
+            f"GradCAMCallback: wrote {len(entries)} Grad-CAM images, the grid and {GRADCAM_MANIFEST} to {out}"
+        )

@@ -1,34 +1,29 @@
-"""Per-epoch history (``history.csv``) and fit timing (``fit_summary.json``) of a run."""
+"""Per-epoch history (``history.csv``) and what happened in the fit (``fit.json``) of a run."""
 
 from __future__ import annotations
 
-import csv
-import json
 import math
 import time
-from pathlib import Path
 from typing import Any
 
 import lightning as L
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from typing_extensions import override
 
-from breakhis_lit.io import atomic_write_text, run_dir
+from breakhis_lit.io import run_dir
+from breakhis_lit.rundir import FIT_RECORD, HISTORY, FitRecord, write_history, write_record
 
 
 class RunHistory(Callback):
-    """Write one ``history.csv`` row per epoch and ``fit_summary.json`` at the end of ``fit``.
+    """Write one ``history.csv`` row per epoch and ``fit.json`` (:class:`~breakhis_lit.rundir.FitRecord`) at the end.
 
     A row holds every epoch-level metric Lightning has at that point (``train/*`` and ``val/*``) and
     the wall time since the start of ``fit``. Rows are written at the start of the next epoch (the
     first moment both the training and the validation metrics of an epoch exist) and at the end of
-    training. ``fit_summary.json`` records the fit wall time, the best epoch of the checkpoint monitor
+    training. ``fit.json`` records the fit wall time, the best epoch of the checkpoint monitor
     and the time it took to reach it (the paper's "convergence time"). The state is checkpointed, so a
     resumed run continues the same clock and history.
     """
-
-    filename = "history.csv"
-    """Name of the per-epoch history file in the run directory."""
 
     def __init__(self) -> None:
         self.rows: list[dict[str, float]] = []
@@ -59,9 +54,9 @@ class RunHistory(Callback):
     @override
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._flush(trainer)
-        summary = self.summary(trainer)
+        record = self.summary(trainer)
         if trainer.is_global_zero and (folder := run_dir(trainer)):
-            atomic_write_text(folder / "fit_summary.json", json.dumps(summary, indent=2))
+            write_record(folder / FIT_RECORD, record)
 
     def _flush(self, trainer: L.Trainer) -> None:
         if self._pending_epoch is None:
@@ -73,24 +68,14 @@ class RunHistory(Callback):
         self.rows = [r for r in self.rows if r["epoch"] != row["epoch"]] + [row]
         self._pending_epoch = None
         if trainer.is_global_zero and (folder := run_dir(trainer)):
-            self._write(folder / self.filename)
+            write_history(folder / HISTORY, self.rows)
 
-    def _write(self, path: Path) -> None:
-        keys = ["epoch", "elapsed_s", *sorted({k for r in self.rows for k in r} - {"epoch", "elapsed_s"})]
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".csv.tmp")
-        with tmp.open("w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=keys)
-            writer.writeheader()
-            writer.writerows(self.rows)
-        tmp.replace(path)
-
-    def summary(self, trainer: L.Trainer) -> dict[str, Any]:
-        """Fit time, best epoch and time to the best epoch (by the checkpoint callback's monitor)."""
+    def summary(self, trainer: L.Trainer) -> FitRecord:
+        """Fit time, best epoch (counted from 1) and time to it (by the checkpoint callback's monitor)."""
         checkpoint = trainer.checkpoint_callback
         monitor = checkpoint.monitor if isinstance(checkpoint, ModelCheckpoint) else None
         mode = checkpoint.mode if isinstance(checkpoint, ModelCheckpoint) else "min"
-        best_epoch, time_to_best = None, None
+        best: dict[str, float] | None = None
         scored = [r for r in self.rows if monitor in r and math.isfinite(r[monitor])]
         if scored:
             sign = 1.0 if mode == "max" else -1.0
@@ -98,14 +83,16 @@ class RunHistory(Callback):
             for row in scored[1:]:  # strict improvement keeps the first best, as ModelCheckpoint does
                 if sign * row[monitor] > sign * best[monitor]:
                     best = row
-            best_epoch, time_to_best = int(best["epoch"]), best["elapsed_s"]
-        return {
-            "fit_time_s": round(self._elapsed(), 3),
-            "epochs": len(self.rows),
-            "monitor": monitor,
-            "best_epoch": best_epoch,
-            "time_to_best_s": time_to_best,
-        }
+        return FitRecord(
+            fit_time_s=round(self._elapsed(), 3),
+            epochs=len(self.rows),
+            max_epochs=trainer.max_epochs,
+            monitor=monitor,
+            mode=mode,
+            best_epoch=int(best["epoch"]) + 1 if best else None,
+            time_to_best_s=best["elapsed_s"] if best else None,
+            best_score=best[monitor] if best else None,
+        )
 
     @override
     def state_dict(self) -> dict[str, Any]:

@@ -1,8 +1,7 @@
-"""Write the per-class probabilities of ``breakhis predict`` to a CSV file."""
+"""Write the class probabilities of ``breakhis predict`` to a CSV file."""
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 from typing import Any
 
@@ -11,17 +10,24 @@ import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 from typing_extensions import override
 
+from breakhis_lit.data.datamodule import BreakHisDataModule
 from breakhis_lit.distributed import gather_uneven
 from breakhis_lit.errors import BreakHisError
 from breakhis_lit.io import run_dir
+from breakhis_lit.rundir import PredictionRow, write_predictions
 
 
 class PredictionCSVWriter(BasePredictionWriter):
-    """Gather the predictions of every process and write ``path, prob_<class>…, prediction`` rows.
+    """Gather the predictions of every process and write them in the format of ``predictions.csv``.
+
+    Columns: ``path, patient_id, group, label, prob_<class>..., prediction`` (see
+    :func:`breakhis_lit.rundir.write_predictions`); patient, group and label are empty for images outside the
+    BreakHis naming scheme.
 
     Args:
-        output: CSV file to write. ``None`` writes ``predictions-<folder>.csv`` into the run directory.
-            An existing file is never overwritten: choose another name or delete it first.
+        output: CSV file to write. ``None`` writes ``predictions-<folder>.csv`` (``predictions-test.csv`` for the
+            run's test split) into the verb's folder (``predict/`` of the run). An existing file is never
+            overwritten: choose another name or delete it first.
     """
 
     def __init__(self, output: str | None = None) -> None:
@@ -32,8 +38,10 @@ class PredictionCSVWriter(BasePredictionWriter):
     def _target(self, trainer: L.Trainer) -> Path:
         if self.output:
             return Path(self.output)
-        root = getattr(trainer.datamodule, "predict_root", None) or "images"
-        return (run_dir(trainer) or Path(".")) / f"predictions-{Path(str(root)).resolve().name}.csv"
+        datamodule = trainer.datamodule
+        root = datamodule.predict_root if isinstance(datamodule, BreakHisDataModule) else None
+        name = Path(root).resolve().name if root else "test"
+        return (run_dir(trainer) or Path(".")) / f"predictions-{name}.csv"
 
     @override
     def on_predict_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -50,17 +58,20 @@ class PredictionCSVWriter(BasePredictionWriter):
         index = gather_uneven(torch.cat([p["index"] for p in predictions]).to(pl_module.device)).cpu()
         if not trainer.is_global_zero:
             return
+        datamodule = trainer.datamodule
+        if not isinstance(datamodule, BreakHisDataModule):
+            raise BreakHisError("PredictionCSVWriter writes predictions of a BreakHisDataModule; use breakhis predict")
         order = torch.argsort(index)  # Lightning's prediction sampler gives each image once, rank by rank
         index, probs = index[order], probs[order]
-        records = trainer.datamodule.records("predict")
-        classes = list(trainer.datamodule.classes)
+        records = datamodule.records("predict")
+        classes = list(datamodule.classes)
+        rows = []
+        for i, row in zip(index.tolist(), probs.tolist(), strict=True):
+            record = records[i]
+            label = classes[record.label] if record.label >= 0 else ""
+            pred = max(range(len(row)), key=row.__getitem__)
+            rows.append(PredictionRow(record.path, record.patient_id, record.group, label, tuple(row), classes[pred]))
         target = self._target(trainer)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with target.open("w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(["path", *[f"prob_{c}" for c in classes], "prediction"])
-            for i, row in zip(index.tolist(), probs.tolist(), strict=True):
-                pred = max(range(len(row)), key=row.__getitem__)
-                writer.writerow([records[i].path, *[f"{p:.6f}" for p in row], classes[pred]])
+        write_predictions(target, rows, classes)
         self.written = target
-        print(f"wrote {target} ({len(index)} images)")
+        print(f"wrote {target} ({len(rows)} images)")

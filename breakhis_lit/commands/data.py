@@ -10,7 +10,7 @@ from pathlib import Path
 
 from breakhis_lit.data.cache import decode_images
 from breakhis_lit.data.index import scan
-from breakhis_lit.data.splits import GROUP_BY, SPLIT_NAMES, STRATEGIES, make_split, write_split_csv
+from breakhis_lit.data.splits import GROUP_BY, SPLIT_NAMES, STRATEGIES, make_split, with_sizes, write_split_csv
 from breakhis_lit.errors import BreakHisError
 
 
@@ -86,6 +86,7 @@ def _split(args: argparse.Namespace) -> int:
         num_folds=args.num_folds,
         seed=args.seed,
     )
+    rows = with_sizes(rows, index.abspath)
     if out.parent != Path():
         out.parent.mkdir(parents=True, exist_ok=True)
     write_split_csv(rows, out)

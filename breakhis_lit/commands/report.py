@@ -13,7 +13,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="breakhis report",
         description=(
-            "Summarise finished runs (directories holding metrics.json) as the paper's Tables 5 and 6, "
+            "Summarise fitted runs (directories made by breakhis fit) and their evaluations as the paper's "
+            "Tables 5 and 6, "
             "training curves, confusion matrices and Grad-CAM pairs, beside the paper's own numbers. "
             "Runs that differ only in seed or fold are averaged (mean ± std, with n)."
         ),
@@ -22,7 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
         "run_dirs",
         nargs="+",
         metavar="RUN_DIR",
-        help="a run directory (version_N with metrics.json) or any folder above runs, e.g. lightning_logs",
+        help="a run directory (version_N) or any folder above runs, e.g. lightning_logs",
     )
     parser.add_argument(
         "--out", required=True, help="output folder (created); only the report's own files are overwritten"
@@ -72,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     formats = parse_formats(args.format)
     runs = load_runs(args.run_dirs)
-    print(f"report: {len(runs)} finished run(s) in {len(group_runs(runs))} model × magnification group(s)")
+    print(f"report: {len(runs)} evaluation(s) in {len(group_runs(runs))} model × magnification group(s)")
     written = write_report(
         runs,
         args.out,

@@ -16,6 +16,7 @@ from pathlib import Path
 import yaml
 
 from breakhis_lit.errors import BreakHisError
+from breakhis_lit.rundir import LAST, versions
 
 
 @dataclass
@@ -55,11 +56,11 @@ def plan(configs: list[Path], magnifications: list[str], seeds: list[int]) -> li
 
 
 def _finished(log_root: Path, experiment: str) -> bool:
-    return any((log_root / experiment).glob("version_*/metrics.json"))
+    return any(run.evaluation().exists() for run in versions(log_root / experiment))
 
 
 def _has_last(log_root: Path, experiment: str) -> bool:
-    return any((log_root / experiment).glob("version_*/checkpoints/last.ckpt"))
+    return any(run.checkpoint(LAST).is_file() for run in versions(log_root / experiment))
 
 
 def _commands(run: SweepRun, log_root: Path, extra: list[str], resume: bool) -> list[list[str]]:
@@ -111,7 +112,7 @@ def run_sweep(runs: list[SweepRun], log_root: Path, extra: list[str], devices: l
     for run in runs:
         if _finished(log_root, run.experiment):
             run.status = "skipped"
-            print(f"skip   {run.experiment}: already has metrics.json", flush=True)
+            print(f"skip   {run.experiment}: already tested", flush=True)
         else:
             todo.put(run)
     total, done = todo.qsize(), itertools.count(1)
@@ -145,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     """Arguments of ``breakhis sweep``."""
     parser = argparse.ArgumentParser(
         prog="breakhis sweep",
-        description="Fit and test every config at every magnification and seed. Finished runs (metrics.json "
+        description="Fit and test every config at every magnification and seed. Finished runs (test results "
         "present) are skipped, interrupted ones resume from last.ckpt, a failed run is reported and the sweep "
         "goes on. Arguments after -- go to every fit and test, e.g. -- --data.root /data/BreaKHis_v1.",
     )

@@ -41,12 +41,14 @@ from breakhis_lit.data.splits import (
     check_split,
     make_split,
     mark_skipped,
-    write_split_csv,
+    read_split_csv,
+    split_hash,
+    with_sizes,
 )
 from breakhis_lit.data.transforms import BatchAugmentation
 from breakhis_lit.data.transforms import normalize as _normalize
 from breakhis_lit.errors import BreakHisError
-from breakhis_lit.io import run_dir
+from breakhis_lit.rundir import DataSpec
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +90,10 @@ class BreakHisDataModule(LightningDataModule):
             of the test split.
         demo: Generate synthetic demo data at ``root`` when it does not exist.
         device_cache: Keep the image tensor on the GPU when training on CUDA and it fits comfortably.
+        split_file: Read the split from this ``splits.csv`` instead of computing it, and refuse a root whose files
+            differ from it (the command line sets it for every verb that works on a fitted run).
+        trained_on: The ``splits.csv`` of a fitted run evaluated on other data (``--eval_name``): refuse test
+            images of patients that run trained or validated on, beyond those its own test split holds.
     """
 
     def __init__(
@@ -114,6 +120,8 @@ class BreakHisDataModule(LightningDataModule):
         predict_root: str | None = None,
         demo: bool = False,
         device_cache: bool = True,
+        split_file: str | None = None,
+        trained_on: str | None = None,
     ) -> None:
         super().__init__()
         self._mag = parse_magnification(magnification)
@@ -161,6 +169,8 @@ class BreakHisDataModule(LightningDataModule):
         self.predict_root = predict_root
         self.demo = demo
         self.device_cache = device_cache
+        self.split_file = split_file
+        self.trained_on = trained_on
         self.classes: list[str] = list(LABELS) if task == "binary" else list(SUBTYPE_CODES)
         self.num_classes = len(self.classes)
         self.augmentation = BatchAugmentation()
@@ -186,18 +196,8 @@ class BreakHisDataModule(LightningDataModule):
             self._setup_predict()
             return
         self._setup_main()
-        self._write_splits_csv()
         if stage == "predict" or stage is None:
-            self._records["predict"] = [
-                SampleRecord(
-                    str(self.index.abspath(r.path)) if self.index else r.path,
-                    r.label,
-                    r.patient_id,
-                    r.group,
-                    r.magnification,
-                )
-                for r in self._records["test"]
-            ]
+            self._records["predict"] = self._records["test"]
             self._datasets["predict"] = self._datasets["test"]
 
     def _ensure_demo(self) -> None:
@@ -266,26 +266,56 @@ class BreakHisDataModule(LightningDataModule):
     def _label_of(self, label: str, subtype_code: str) -> int:
         return LABELS.index(label) if self.task == "binary" else SUBTYPE_CODES.index(subtype_code)
 
+    def resolve_split(self) -> list[SplitRow]:
+        """Scan the root and fix the split, with every check, before any image is decoded; idempotent.
+
+        The split is computed from the options, or read back from ``split_file`` (its files checked against the
+        root); with ``trained_on``, test patients the fitted run trained on are refused. The command line calls
+        this before it creates a run directory or a logger, so a refused split writes nothing.
+
+        Returns:
+            The split's rows (every image, with its side and file size).
+        """
+        if self.index is not None:
+            return self.split_rows
+        self._ensure_demo()
+        index = scan(self.root)
+        if self.split_file is not None:
+            rows = self._bound_rows(index)
+        else:
+            rows = make_split(
+                index.images,
+                self.split,
+                magnification=self._mag,
+                group_by=self.group_by,
+                ratios=self.ratios,
+                fold=self.fold,
+                num_folds=self.num_folds,
+                seed=self.seed,
+            )
+            rows = with_sizes(rows, index.abspath)
+        if self.trained_on is not None:
+            _check_unseen(rows, self.trained_on)
+        self.index, self.split_rows = index, rows
+        return rows
+
     def _setup_main(self) -> None:
         if self._main_ready:
             return
-        self._ensure_demo()
-        index = scan(self.root)
-        rows = make_split(
-            index.images,
-            self.split,
-            magnification=self._mag,
-            group_by=self.group_by,
-            ratios=self.ratios,
-            fold=self.fold,
-            num_folds=self.num_folds,
-            seed=self.seed,
-        )
-        images, paths, bad = self._load_cache([(r.path, index.abspath(r.path)) for r in rows])
+        rows = self.resolve_split()
+        index = self.index
+        live = [r for r in rows if r.split != SKIPPED]
+        images, paths, bad = self._load_cache([(r.path, index.abspath(r.path)) for r in live])
+        if bad and self.split_file is not None:
+            path, reason = bad[0]
+            raise BreakHisError(
+                f"{path}: unreadable now ({reason}) but scored by the run's split {self.split_file}; restore the "
+                "file, or start a new run"
+            )
         if bad:
             rows = mark_skipped(rows, [p for p, _ in bad])
             check_split(rows, self.split, self.group_by)
-        self.index, self.split_rows, self.skipped = index, rows, bad
+        self.split_rows, self.skipped = rows, bad
         images = self._maybe_to_device(images)
         row_of = {p: i for i, p in enumerate(paths)}
         self.group_names = sorted({r.group for r in rows})
@@ -317,24 +347,40 @@ class BreakHisDataModule(LightningDataModule):
             ", ".join(f"{k} {counts[k]}" for k in ("train", "val", "test", SKIPPED) if counts[k]),
         )
 
-    def _write_splits_csv(self) -> None:
-        """Write ``splits.csv`` into the attached trainer's ``log_dir`` (rank zero; once per log dir)."""
-        trainer = self.trainer
-        if trainer is None or not trainer.is_global_zero or not self.split_rows:
-            return
-        log_dir = run_dir(trainer)
-        if not log_dir:
-            return
-        path = Path(log_dir) / "splits.csv"
-        tmp = Path(log_dir) / ".splits.csv.tmp"
-        Path(log_dir).mkdir(parents=True, exist_ok=True)
-        write_split_csv(self.split_rows, tmp)
-        if path.is_file():
-            if path.read_bytes() == tmp.read_bytes():
-                tmp.unlink()
-                return
-            log.warning("%s holds another split: replacing it with this run's split", path)
-        os.replace(tmp, path)
+    def _bound_rows(self, index: DatasetIndex) -> list[SplitRow]:
+        """The rows of ``split_file``, checked against the files under ``root``."""
+        rows = read_split_csv(self.split_file)
+        known = {image.path for image in index.images}
+        missing = [r.path for r in rows if r.path not in known]
+        changed = [
+            r.path
+            for r in rows
+            if r.path in known and r.split != SKIPPED and r.size >= 0 and _size(index.abspath(r.path)) != r.size
+        ]
+        if missing or changed:
+            example = (missing or changed)[0]
+            raise BreakHisError(
+                f"--data.root {self.root}: {len(missing)} file(s) of the run's split are missing and {len(changed)} "
+                f"differ in size (e.g. {example}); point --data.root at the data the run was fitted on "
+                f"({self.split_file})"
+            )
+        mags = {r.magnification for r in rows}
+        if self._mag is not None and mags != {self._mag}:
+            raise BreakHisError(
+                f"--data.magnification {self.magnification}: the run's split {self.split_file} holds "
+                f"{'/'.join(map(str, sorted(mags)))}X images; pass the run's magnification"
+            )
+        return rows
+
+    def split_hash(self) -> str:
+        """Hash of the split in use (see :func:`breakhis_lit.data.splits.split_hash`); after :meth:`setup`."""
+        if not self.split_rows:
+            raise BreakHisError("split_hash(): the split is not set up; call setup() first")
+        return split_hash(self.split_rows)
+
+    def data_spec(self) -> DataSpec:
+        """The data options that decide which images the model sees."""
+        return DataSpec.from_options(self.hparams)
 
     def _setup_predict(self) -> None:
         if self._predict_ready:
@@ -510,6 +556,31 @@ class BreakHisDataModule(LightningDataModule):
         if self.augment and trainer is not None and trainer.training:
             images = self.augmentation(images)
         return {**batch, "image": _normalize(images)}
+
+
+def _size(path: Path) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return -1
+
+
+def _check_unseen(rows: Sequence[SplitRow], trained_on: str) -> None:
+    """Refuse test rows of patients the fitted run trained or validated on (beyond those it tested on itself)."""
+    fitted = read_split_csv(trained_on)
+    tested = {r.patient_id for r in fitted if r.split == "test"} | {r.group for r in fitted if r.split == "test"}
+    seen = {r.patient_id for r in fitted if r.split in ("train", "val")} | {
+        r.group for r in fitted if r.split in ("train", "val")
+    }
+    seen -= tested
+    test = [r for r in rows if r.split == "test"]
+    leaked = [r for r in test if r.patient_id in seen or r.group in seen]
+    if leaked:
+        raise BreakHisError(
+            f"{len(leaked)} of {len(test)} test images belong to patients the run trained or validated on (e.g. "
+            f"{leaked[0].path}, per {trained_on}); a cross-evaluation scores unseen patients only: keep the run's "
+            "--data.split, --data.seed, --data.group_by, ratios and folds"
+        )
 
 
 def _check_choice(name: str, value: str, choices: Sequence[str]) -> None:

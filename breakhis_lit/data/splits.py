@@ -21,10 +21,13 @@ they always land in the same split, so the duplicated images never straddle a sp
 from __future__ import annotations
 
 import csv
+import hashlib
+import io
 import logging
 import math
+import os
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -33,6 +36,7 @@ import numpy as np
 from breakhis_lit.data.naming import LABELS, BreakHisImage, parse_magnification
 from breakhis_lit.data.official import NUM_OFFICIAL_FOLDS, load_official_files
 from breakhis_lit.errors import BreakHisError
+from breakhis_lit.io import atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +44,7 @@ STRATEGIES = ("patient", "official", "kfold", "image")
 GROUP_BY = ("accession", "patient_id", "folder")
 SPLIT_NAMES = ("train", "val", "test")
 SKIPPED = "skipped"
-SPLIT_COLUMNS = ("path", "group", "patient_id", "label", "subtype", "magnification", "split")
+SPLIT_COLUMNS = ("path", "group", "patient_id", "label", "subtype", "magnification", "split", "size")
 IMAGE_SPLIT_WARNING = (
     "split=image: random image-level split (as in the paper): images of one patient land in train, val and "
     "test, so patients leak and scores are optimistic; use split=patient for patient-aware results"
@@ -60,6 +64,7 @@ class SplitRow:
         subtype: Subtype code (``A F PT TA DC LC MC PC``).
         magnification: 40, 100, 200 or 400.
         split: ``train``, ``val``, ``test`` or ``skipped`` (unreadable image skipped).
+        size: The file's size in bytes (``-1`` until :func:`with_sizes` looked it up).
     """
 
     path: str
@@ -69,6 +74,7 @@ class SplitRow:
     subtype: str
     magnification: int
     split: str
+    size: int = -1
 
 
 def group_key(image: BreakHisImage, group_by: str) -> str:
@@ -397,29 +403,74 @@ def mark_skipped(rows: Sequence[SplitRow], paths: Iterable[str]) -> list[SplitRo
     return [replace(r, split=SKIPPED) if r.path in skip else r for r in rows]
 
 
+def with_sizes(rows: Sequence[SplitRow], abspath: Callable[[str], Path]) -> list[SplitRow]:
+    """Return the rows with each file's size (``abspath`` maps a row's path to the file)."""
+    out = []
+    for r in rows:
+        try:
+            size = os.stat(abspath(r.path)).st_size
+        except OSError:
+            size = -1  # unreadable: the decoder names it
+        out.append(replace(r, size=size))
+    return out
+
+
+def _digest(lines: Iterable[str]) -> str:
+    h = hashlib.sha256()
+    for line in sorted(lines):
+        h.update(line.encode("utf-8") + b"\n")
+    return h.hexdigest()
+
+
+def split_hash(rows: Sequence[SplitRow]) -> str:
+    """Hash of which image is on which side, grouped how: equal for two runs scored on the same images."""
+    return _digest(f"{r.path}\t{r.group}\t{r.split}" for r in rows)
+
+
+def data_fingerprint(rows: Sequence[SplitRow]) -> str:
+    """Hash of the files of a split: relative path and size of each."""
+    return _digest(f"{r.path}\t{r.size}" for r in rows)
+
+
 def write_split_csv(rows: Sequence[SplitRow], path: str | Path) -> Path:
-    """Write ``splits.csv`` (columns: path, group, patient_id, label, subtype, magnification, split)."""
-    path = Path(path)
-    with path.open("w", newline="") as f:
-        writer = csv.writer(f, lineterminator="\n")
-        writer.writerow(SPLIT_COLUMNS)
-        for r in rows:
-            writer.writerow([r.path, r.group, r.patient_id, r.label, r.subtype, r.magnification, r.split])
-    return path
+    """Write ``splits.csv`` (columns :data:`SPLIT_COLUMNS`), atomically."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(SPLIT_COLUMNS)
+    for r in rows:
+        writer.writerow([r.path, r.group, r.patient_id, r.label, r.subtype, r.magnification, r.split, r.size])
+    return atomic_write_text(path, buffer.getvalue())
 
 
 def read_split_csv(path: str | Path) -> list[SplitRow]:
-    """Read a ``splits.csv`` written by :func:`write_split_csv`."""
-    with Path(path).open(newline="") as f:
-        return [
-            SplitRow(
-                path=r["path"],
-                group=r["group"],
-                patient_id=r["patient_id"],
-                label=r["label"],
-                subtype=r["subtype"],
-                magnification=int(r["magnification"]),
-                split=r["split"],
-            )
-            for r in csv.DictReader(f)
-        ]
+    """Read a ``splits.csv`` written by :func:`write_split_csv`.
+
+    Raises:
+        BreakHisError: When the file is missing or not such a table.
+    """
+    path = Path(path)
+    try:
+        with path.open(newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            if tuple(reader.fieldnames or ()) != SPLIT_COLUMNS:
+                raise BreakHisError(
+                    f"{path}: columns {reader.fieldnames} are not {list(SPLIT_COLUMNS)}; it is written by "
+                    "`breakhis fit` and `breakhis data split`"
+                )
+            return [
+                SplitRow(
+                    path=r["path"],
+                    group=r["group"],
+                    patient_id=r["patient_id"],
+                    label=r["label"],
+                    subtype=r["subtype"],
+                    magnification=int(r["magnification"]),
+                    split=r["split"],
+                    size=int(r["size"]),
+                )
+                for r in reader
+            ]
+    except FileNotFoundError:
+        raise BreakHisError(f"{path}: no such split file; it is written by `breakhis fit`") from None
+    except (UnicodeDecodeError, ValueError, TypeError) as err:
+        raise BreakHisError(f"{path}: not a readable split table ({err}); do not edit splits.csv by hand") from None

@@ -45,6 +45,11 @@ class Backbone(nn.Module, ABC):
         """Short human-readable name used in messages."""
         return type(self).__name__
 
+    @property
+    def report_name(self) -> str:
+        """The network as run records and reports name it (the paper's tables map it to their rows)."""
+        return type(self).__name__
+
     def load_pretrained(self) -> None:
         """Load the weights asked for at construction; a no-op when none were.
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import lightning as L
@@ -19,6 +20,25 @@ from breakhis_lit.errors import BreakHisError
 from breakhis_lit.metrics import ClassificationMetrics
 
 _STAGES = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class StageResult:
+    """What the last epoch of a stage produced, for callbacks (figures, reports).
+
+    Attributes:
+        metrics: Scalar metrics keyed ``"<stage>/<name>"`` (0-d tensors, reduced across processes).
+        confusion: Confusion matrix ``[C, C]`` (rows true class, columns predicted), on the CPU.
+        probs: Class probabilities ``[N, C]`` of every image of the epoch (val/test; gathered from every process).
+        labels: True classes ``[N]``.
+        index: Index of each image in the data module's records of the stage ``[N]``.
+    """
+
+    metrics: dict[str, Tensor]
+    confusion: Tensor | None
+    probs: Tensor | None
+    labels: Tensor | None
+    index: Tensor | None
 
 
 class BreakHisClassifier(L.LightningModule):
@@ -86,6 +106,10 @@ class BreakHisClassifier(L.LightningModule):
         self._loss_counts: dict[str, int] = {}
         self._compiled = False
         self._restored = False
+        self.class_names: list[str] = []
+        """Class names in index order (set up from the data module)."""
+        self.checkpoint_epoch: int | None = None
+        """Epoch (counted from 1) of the checkpoint the weights were restored from; ``None`` when none was."""
 
     @property
     def num_classes(self) -> int:
@@ -118,6 +142,21 @@ class BreakHisClassifier(L.LightningModule):
     @override
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self._restored = True
+        epoch = checkpoint.get("epoch")
+        self.checkpoint_epoch = int(epoch) + 1 if isinstance(epoch, int) else None
+
+    def result(self, stage: str) -> StageResult | None:
+        """What the last epoch of ``stage`` (``train``, ``val``, ``test``) produced; ``None`` before one ended."""
+        if stage not in self.epoch_metrics:
+            return None
+        outputs = self.eval_outputs.get(stage, {})
+        return StageResult(
+            metrics=self.epoch_metrics[stage],
+            confusion=self.confusion.get(stage),
+            probs=outputs.get("probs"),
+            labels=outputs.get("label"),
+            index=outputs.get("index"),
+        )
 
     @override
     def on_fit_start(self) -> None:

@@ -273,6 +273,11 @@ class DALAResNet(Backbone):
         return self.head(self.global_pool(self.forward_features(x)).flatten(1))
 
     @override
+    @property
+    def report_name(self) -> str:
+        """``DALAResNet50`` for the paper's model, else the trunk too (``DALAResNet[resnet18]``)."""
+        return type(self).__name__ if type(self) is not DALAResNet else f"DALAResNet[{self.arch}]"
+
     def _imagenet_state_dict(self) -> tuple[Mapping[str, torch.Tensor], str]:
         weights = torchvision.models.get_weight(_IMAGENET_WEIGHTS[self.arch])
         return torchvision_imagenet_state_dict(weights, self.arch)

@@ -120,6 +120,11 @@ class TimmClassifier(Backbone):
         return tuple(f"{n}.*" for n in names)
 
     @override
+    @property
+    def report_name(self) -> str:
+        """The timm model name (``vit_small_patch14_dinov2``), as the paper's baselines are named."""
+        return self.model_name
+
     def _imagenet_state_dict(self) -> tuple[Mapping[str, torch.Tensor], str]:
         cfg = self.model.pretrained_cfg
         hub = cfg.get("hf_hub_id")

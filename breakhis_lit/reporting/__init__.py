@@ -2,7 +2,7 @@
 
 from breakhis_lit.reporting.figures import plot_confusion, plot_curves, plot_gradcam_pairs
 from breakhis_lit.reporting.report import write_report
-from breakhis_lit.reporting.runs import Run, find_run_dirs, group_runs, load_run, load_runs, paper_model_name
+from breakhis_lit.reporting.runs import Run, group_runs, load_run, load_runs, paper_model_name
 from breakhis_lit.reporting.tables import (
     load_paper_table5,
     load_paper_table6,
@@ -17,7 +17,6 @@ from breakhis_lit.reporting.tables import (
 
 __all__ = [
     "Run",
-    "find_run_dirs",
     "group_runs",
     "load_paper_table5",
     "load_paper_table6",

@@ -1,6 +1,5 @@
 """Report figures (PNG): training curves, confusion matrices and Grad-CAM pairs per model x magnification."""
 
-import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -10,6 +9,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from PIL import Image
 
+from breakhis_lit.data.naming import SUBTYPE_LABELS
 from breakhis_lit.reporting.runs import (
     GroupKey,
     Run,
@@ -19,31 +19,26 @@ from breakhis_lit.reporting.runs import (
     split_label,
     task_order,
 )
+from breakhis_lit.rundir import DEFAULT_EVAL, GradCAMEntry
 
 DPI = 100
 STAGES: tuple[tuple[str, str, str], ...] = (("train", "train", "tab:blue"), ("val", "validation", "tab:orange"))
-BENIGN_SUBTYPES = ("adenosis", "fibroadenoma", "phyllodes_tumor", "tubular_adenoma", "A", "F", "PT", "TA")
-MALIGNANT_SUBTYPES = (
-    "ductal_carcinoma",
-    "lobular_carcinoma",
-    "mucinous_carcinoma",
-    "papillary_carcinoma",
-    "DC",
-    "LC",
-    "MC",
-    "PC",
-)
 MAX_IMAGE_SIDE = 384
 
-RowKey = tuple[str, str, str, str]
-"""(task, model, split, group_by): one row of panels; columns are magnifications."""
+RowKey = tuple[str, str, str, str, str]
+"""(task, model, split, group_by, evaluation): one row of panels; columns are magnifications."""
+
+
+def row_key(key: GroupKey) -> RowKey:
+    """The panel row of a group: its key without the magnification."""
+    return (key[0], key[1], key[3], key[4], key[5])
 
 
 def _layout(keys: Iterable[GroupKey]) -> tuple[list[RowKey], list[str]]:
     keys = list(keys)
     rows = sorted(
-        {(k[0], k[1], k[3], k[4]) for k in keys},
-        key=lambda r: (task_order(r[0]), model_order(r[1]), r[2], r[3]),
+        {row_key(k) for k in keys},
+        key=lambda r: (r[4] != "test", r[4], task_order(r[0]), model_order(r[1]), r[2], r[3]),
     )
     columns = sorted({k[2] for k in keys}, key=magnification_order)
     return rows, columns
@@ -59,6 +54,8 @@ def _row_labeller(rows: Sequence[RowKey]):
             text += f" [{row[0]}]"
         if several_splits:
             text += f" · {split_label(row[2], row[3])}"
+        if row[4] != "test":
+            text += f" · eval {row[4]}"
         return text
 
     return label
@@ -82,12 +79,9 @@ def _save(figure: Figure, out: str | Path) -> Path:
 
 
 def history_series(run: Run, stage: str, metric: str) -> dict[float, float]:
-    """One run's per-epoch values of ``<stage>/<metric>`` (also accepts ``..._epoch`` and ``stage_metric``)."""
-    for name in (f"{stage}/{metric}", f"{stage}/{metric}_epoch", f"{stage}_{metric}"):
-        series = {row["epoch"]: row[name] for row in run.history if row.get(name) is not None}
-        if series:
-            return series
-    return {}
+    """One run's per-epoch values of ``<stage>/<metric>`` from its ``history.csv``, keyed by epoch (from 1)."""
+    name = f"{stage}/{metric}"
+    return {row["epoch"] + 1: row[name] for row in run.history if row.get(name) is not None}
 
 
 def aggregate_series(series: Sequence[dict[float, float]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -118,8 +112,10 @@ def plot_curves(runs: Iterable[Run], metric: str, out: str | Path) -> Path | Non
 
     Returns:
         ``out``, or None (nothing written) when no run logged the metric.
+
+    Error bars of metrics bounded by [0, 1] (everything but losses) are cut at the bounds.
     """
-    groups = group_runs(runs)
+    groups = group_runs(run for run in runs if run.eval_name == DEFAULT_EVAL)  # one history per fitted run
     data = {
         key: {stage: aggregate_series([history_series(run, stage, metric) for run in group]) for stage, _, _ in STAGES}
         for key, group in groups.items()
@@ -134,20 +130,23 @@ def plot_curves(runs: Iterable[Run], metric: str, out: str | Path) -> Path | Non
         ax.set_visible(False)
     legend_drawn = False
     for key, stages in data.items():
-        ax = axes[rows.index((key[0], key[1], key[3], key[4])), columns.index(key[2])]
+        ax = axes[rows.index(row_key(key)), columns.index(key[2])]
         ax.set_visible(True)
         n_runs = len(groups[key])
-        ax.set_title(f"{label((key[0], key[1], key[3], key[4]))} · {_mag_label(key[2])} (n={n_runs})", fontsize=9)
+        ax.set_title(f"{label(row_key(key))} · {_mag_label(key[2])} (n={n_runs})", fontsize=9)
         drawn = False
         for stage, stage_label, color in STAGES:
             epochs, mean, std = stages[stage]
             if not len(epochs):
                 continue
             drawn = True
+            low, high = mean - std, mean + std
+            if metric != "loss":
+                low, high = np.clip(low, 0.0, 1.0), np.clip(high, 0.0, 1.0)
             ax.errorbar(
                 epochs,
                 mean,
-                yerr=std,
+                yerr=np.stack([mean - low, high - mean]),
                 color=color,
                 label=stage_label,
                 marker="o",
@@ -212,7 +211,7 @@ def plot_confusion(runs: Iterable[Run], out: str | Path) -> Path | None:
     for ax in axes.flat:
         ax.set_visible(False)
     for key, (matrix, used) in matrices.items():
-        ax = axes[rows.index((key[0], key[1], key[3], key[4])), columns.index(key[2])]
+        ax = axes[rows.index(row_key(key)), columns.index(key[2])]
         ax.set_visible(True)
         classes = groups[key][0].classes or [str(i) for i in range(matrix.shape[0])]
         fractions = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
@@ -234,54 +233,25 @@ def plot_confusion(runs: Iterable[Run], out: str | Path) -> Path | None:
         ax.set_xlabel("predicted", fontsize=8)
         ax.set_ylabel("true", fontsize=8)
         runs_text = f"{used}/{len(groups[key])} runs" if used != len(groups[key]) else f"{used} runs"
-        ax.set_title(f"{label((key[0], key[1], key[3], key[4]))} · {_mag_label(key[2])}\n({runs_text})", fontsize=8)
+        ax.set_title(f"{label(row_key(key))} · {_mag_label(key[2])}\n({runs_text})", fontsize=8)
     figure.suptitle("test confusion matrices, summed over runs", fontsize=11)
     return _save(figure, out)
 
 
-def gradcam_label(path: str | Path) -> str | None:
-    """Whether a Grad-CAM file shows a benign or a malignant image, from its name.
-
-    The first label word in the name wins (``test_benign_pred-malignant_0.png`` is benign); subtype
-    names and codes (``DC``, ``ductal_carcinoma``) count for their class.
-
-    Args:
-        path: the PNG (only its name is read).
-
-    Returns:
-        ``"benign"``, ``"malignant"`` or None.
-    """
-    stem = Path(path).stem
-    lower = stem.lower()
-    hits: list[tuple[int, str]] = []
-    for word, kind in (("benign", "benign"), ("malignant", "malignant")):
-        if word in lower:
-            hits.append((lower.index(word), kind))
-    for names, kind in ((BENIGN_SUBTYPES, "benign"), (MALIGNANT_SUBTYPES, "malignant")):
-        for name in names:
-            pattern = re.escape(name) if "_" in name else rf"(?<![A-Za-z0-9]){re.escape(name)}(?![A-Za-z0-9])"
-            flags = re.IGNORECASE if len(name) > 2 else 0
-            match = re.search(pattern, stem, flags)
-            if match:
-                hits.append((match.start(), kind))
-    return min(hits)[1] if hits else None
+def gradcam_kind(entry: GradCAMEntry) -> str | None:
+    """Whether a Grad-CAM overlay shows a benign or a malignant image (from its manifest's true class)."""
+    if entry.label in ("benign", "malignant"):
+        return entry.label
+    return SUBTYPE_LABELS.get(entry.label)
 
 
-def pick_gradcam(group: Sequence[Run], kind: str) -> tuple[Run, Path] | None:
-    """Pick one Grad-CAM PNG of ``kind`` (benign/malignant) from a group's runs.
-
-    Names mentioning ``test`` are preferred, then the first run and file in natural order.
-    """
-    candidates = [
-        ("test" not in path.name.lower(), index, position, run, path)
-        for index, run in enumerate(group)
-        for position, path in enumerate(run.gradcam_images())
-        if gradcam_label(path) == kind
-    ]
-    if not candidates:
-        return None
-    *_, run, path = min(candidates, key=lambda c: c[:3])
-    return run, path
+def pick_gradcam(group: Sequence[Run], kind: str) -> tuple[Run, GradCAMEntry, Path] | None:
+    """The first Grad-CAM overlay of a ``kind`` (benign/malignant) image among a group's runs, in manifest order."""
+    for run in group:
+        for entry, path in run.gradcam():
+            if gradcam_kind(entry) == kind and path.is_file():
+                return run, entry, path
+    return None
 
 
 def _load_image(path: Path) -> np.ndarray:
@@ -292,18 +262,23 @@ def _load_image(path: Path) -> np.ndarray:
 
 
 def plot_gradcam_pairs(runs: Iterable[Run], out: str | Path) -> Path | None:
-    """One benign and one malignant Grad-CAM overlay per model x magnification (the paper's Fig. 8).
+    """One benign and one malignant test image with its Grad-CAM per model x magnification (the paper's Fig. 8).
 
-    Images come from the runs' ``gradcam/`` folders (any PNG below it, classified by name with
-    :func:`gradcam_label`).
+    Each panel pair shows the image the model saw and the heat map of the predicted class over it, titled with
+    the true class, the predicted class and its probability, with the heat map's colour bar. Images come from
+    the evaluations' ``gradcam/manifest.csv``.
 
     Args:
         runs: loaded runs.
         out: the PNG to write.
 
     Returns:
-        ``out``, or None (nothing written) when no run has a benign or malignant Grad-CAM PNG.
+        ``out``, or None (nothing written) when no run has a benign or malignant Grad-CAM overlay.
     """
+    from matplotlib import colormaps
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
     groups = group_runs(runs)
     picks = {
         key: {kind: pick_gradcam(group, kind) for kind in ("benign", "malignant")} for key, group in groups.items()
@@ -313,24 +288,30 @@ def plot_gradcam_pairs(runs: Iterable[Run], out: str | Path) -> Path | None:
         return None
     rows, columns = _layout(picks)
     label = _row_labeller(rows)
-    figure = _new_figure(2.3 * 2 * len(columns) + 0.6, 2.6 * len(rows) + 0.5)
-    axes = figure.subplots(len(rows), 2 * len(columns), squeeze=False)
+    figure = _new_figure(2.2 * 4 * len(columns) + 1.2, 2.7 * len(rows) + 0.7)
+    axes = figure.subplots(len(rows), 4 * len(columns), squeeze=False)
     for ax in axes.flat:
         ax.set_axis_off()
     for key, kinds in picks.items():
-        row_key = (key[0], key[1], key[3], key[4])
         for offset, kind in enumerate(("benign", "malignant")):
-            ax = axes[rows.index(row_key), 2 * columns.index(key[2]) + offset]
+            left = axes[rows.index(row_key(key)), 4 * columns.index(key[2]) + 2 * offset]
+            right = axes[rows.index(row_key(key)), 4 * columns.index(key[2]) + 2 * offset + 1]
             pick = kinds[kind]
-            title = f"{label(row_key)} · {_mag_label(key[2])}\n{kind}"
+            where = f"{label(row_key(key))} · {_mag_label(key[2])}"
             if pick is None:
-                ax.text(
-                    0.5, 0.5, f"no {kind}\nGrad-CAM PNG", ha="center", va="center", fontsize=8, transform=ax.transAxes
-                )
-            else:
-                run, path = pick
-                ax.imshow(_load_image(path))
-                title += f": {run.path.name}/{path.name}"
-            ax.set_title(title, fontsize=7)
-    figure.suptitle("Grad-CAM: a benign and a malignant\ntest image per model and magnification", fontsize=11)
+                left.text(0.5, 0.5, f"no {kind}\nGrad-CAM", ha="center", va="center", fontsize=8,
+                          transform=left.transAxes)  # fmt: skip
+                left.set_title(f"{where}\n{kind}", fontsize=7)
+                continue
+            _, entry, path = pick
+            image_path = path.parent / entry.input_file
+            if image_path.is_file():
+                left.imshow(_load_image(image_path))
+                left.set_title(f"{where}\ntrue {entry.label}", fontsize=7)
+            right.imshow(_load_image(path))
+            right.set_title(f"Grad-CAM of {entry.prediction}\n(p = {entry.probability:.2f})", fontsize=7)
+    figure.colorbar(
+        ScalarMappable(Normalize(0, 1), colormaps["jet"]), ax=axes, shrink=0.6, label="Grad-CAM (normalised)"
+    )
+    figure.suptitle("Grad-CAM: a benign and a malignant test image per model and magnification", fontsize=11)
     return _save(figure, out)

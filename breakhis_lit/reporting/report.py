@@ -9,6 +9,7 @@ from breakhis_lit.errors import BreakHisError
 from breakhis_lit.reporting.figures import plot_confusion, plot_curves, plot_gradcam_pairs
 from breakhis_lit.reporting.runs import Run, group_runs, split_label, task_order
 from breakhis_lit.reporting.tables import (
+    SPLIT_HASH_CHARS,
     TABLE6_CAPTION,
     table5,
     table5_caption,
@@ -82,6 +83,12 @@ def _notes(runs: Sequence[Run], rows5: Sequence[dict[str, Any]]) -> list[str]:
                 )
             else:
                 seen[ident] = run
+        hashes = {run.split_hash for run in group}
+        if len(hashes) > 1 and len(group) > 1:
+            notes.append(
+                f"{key[1]} {key[2]}x: its {len(group)} runs were scored on {len(hashes)} different test splits "
+                "(different patients); the row's mean ± std mixes patient sampling with training noise"
+            )
     for row in rows5:
         accuracy = row.get("accuracy_mean")
         if row["split"] != "image" and accuracy is not None and accuracy > LEAKAGE_ACCURACY:
@@ -100,6 +107,8 @@ def _runs_table(runs: Sequence[Run]) -> str:
     rows = [
         {
             "run": str(run.path),
+            "evaluation": run.eval_name if run.evaluation is not None else "(not tested)",
+            "test_split": run.split_hash[:SPLIT_HASH_CHARS],
             "model": run.model,
             "task": run.task,
             "magnification": run.magnification,
@@ -114,6 +123,8 @@ def _runs_table(runs: Sequence[Run]) -> str:
     ]
     columns = [
         ("run", "Run"),
+        ("evaluation", "Evaluation"),
+        ("test_split", "Test split"),
         ("model", "Model"),
         ("task", "Task"),
         ("magnification", "Mag."),
@@ -159,7 +170,7 @@ def write_report(
     """
     runs = list(runs)
     if not runs:
-        raise BreakHisError("no runs to report; pass run directories holding metrics.json")
+        raise BreakHisError("no runs to report; pass run directories made by breakhis fit")
     formats = list(dict.fromkeys(formats))
     unknown = [name for name in formats if name not in FORMATS]
     if unknown:
@@ -219,8 +230,8 @@ def write_report(
     reasons = {
         "curves_loss.png": "no run has train/loss or val/loss in history.csv",
         "curves_accuracy.png": "no run has train/accuracy or val/accuracy in history.csv",
-        "confusion.png": "no run has test.confusion_matrix in metrics.json or a predictions.csv",
-        "gradcam_pairs.png": "no run has a benign or malignant Grad-CAM PNG under gradcam/",
+        "confusion.png": "no run has a confusion matrix in its metrics.json",
+        "gradcam_pairs.png": "no run has a benign or malignant Grad-CAM overlay in gradcam/manifest.csv",
     }
     for title, name, draw in figures:
         path = draw(out / name)
@@ -239,7 +250,7 @@ def write_report(
     splits = sorted({split_label(run.split, run.group_by) for run in runs})
     header = (
         "# BreakHis report\n\n"
-        f"{len(runs)} finished run(s) in {len(group_runs(runs))} model × magnification group(s); "
+        f"{len(runs)} evaluated run(s) in {len(group_runs(runs))} model × magnification group(s); "
         f"task(s): {', '.join(tasks)}; split(s): {', '.join(splits)}.\n"
     )
     notes_md = "## Notes\n\n" + ("".join(f"- {message}\n" for message in notes) if notes else "None.\n")

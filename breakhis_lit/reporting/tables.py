@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from breakhis_lit.errors import BreakHisError
-from breakhis_lit.reporting.runs import Run, group_runs, normalize_magnification, split_label
+from breakhis_lit.reporting.runs import Run, group_runs, split_label
 
 BINARY_METRICS: tuple[str, ...] = (
     "accuracy",
@@ -49,7 +49,9 @@ METRIC_HEADERS: dict[str, str] = {
 
 TABLE5_CAPTION = (
     "Test metrics per model and magnification: mean ± sample std (ddof=1) over the n runs "
-    "(seeds or folds) of each row; *Split* is ours. The *paper* columns are Liu & Achutha's Table 5, "
+    "(seeds or folds) of each row; *Split* is ours; *Test split* is the hash of the split the runs were scored on "
+    '("3 splits" when the row averages runs over different test patients, e.g. split seeds). '
+    "The *paper* columns are Liu & Achutha's Table 5, "
     "measured on a random 6:1:3 **image-level** split where images of one patient land in train and test, "
     "so they are optimistic and not directly comparable with patient-disjoint rows. "
     "Patient acc. is the accuracy of per-patient decisions (mean class probability over a patient's test images)."
@@ -64,7 +66,8 @@ TABLE6_CAPTION = (
 
 TABLE5_CAPTION_OTHER_TASK = (
     "Test metrics per model and magnification: mean ± sample std (ddof=1) over the n runs (seeds or folds) of "
-    "each row; *Split* is ours. The paper reports the benign/malignant task only, so there is nothing to compare "
+    'each row; *Split* is ours; *Test split* is the hash of the split the runs were scored on ("3 splits" when '
+    "they differ). The paper reports the benign/malignant task only, so there is nothing to compare "
     "with here. Patient acc. is the accuracy of per-patient decisions (mean class probability over a patient's "
     "test images)."
 )
@@ -121,7 +124,9 @@ def load_paper_table5(path: str | Path | None = None) -> dict[tuple[str, str], d
     """
     rows = _read_csv(path or _resource("paper_table5.csv"), ("model", "magnification"))
     return {
-        (row["model"], normalize_magnification(row["magnification"])): {m: _float(row.get(m)) for m in PAPER5_METRICS}
+        (row["model"], str(row["magnification"]).strip().upper().removesuffix("X")): {
+            m: _float(row.get(m)) for m in PAPER5_METRICS
+        }
         for row in rows
     }
 
@@ -161,8 +166,18 @@ def _join(values: Iterable[Any]) -> str:
     return ",".join(str(v) for v in unique)
 
 
+SPLIT_HASH_CHARS = 8
+"""Characters of a split hash shown in tables."""
+
+
+def test_splits_label(runs: Sequence[Run]) -> str:
+    """The test split(s) a row's runs were scored on: the short split hash, or ``"<k> splits"`` when they differ."""
+    hashes = sorted({run.split_hash for run in runs})
+    return hashes[0][:SPLIT_HASH_CHARS] if len(hashes) == 1 else f"{len(hashes)} splits"
+
+
 def _identity(key: tuple[str, ...], runs: list[Run]) -> dict[str, Any]:
-    task, model, magnification, split, group_by = key
+    task, model, magnification, split, group_by, eval_name = key
     return {
         "task": task,
         "model": model,
@@ -170,7 +185,9 @@ def _identity(key: tuple[str, ...], runs: list[Run]) -> dict[str, Any]:
         "magnification": magnification,
         "split": split,
         "group_by": group_by,
-        "split_label": split_label(split, group_by),
+        "split_label": split_label(split, group_by) + ("" if eval_name == "test" else f" · eval {eval_name}"),
+        "evaluation": eval_name,
+        "test_splits": test_splits_label(runs),
         "n": len(runs),
         "seeds": _join(run.seed for run in runs),
         "folds": _join(run.fold for run in runs),
@@ -186,7 +203,7 @@ def table5_metrics(classes: Sequence[str]) -> tuple[str, ...]:
 def table5(runs: Iterable[Run], paper_table: str | Path | None = None) -> list[dict[str, Any]]:
     """Table 5: test metrics per (task, model, magnification, split), mean ± std over seeds/folds.
 
-    Runs without a ``test`` section in metrics.json are left out (see :func:`untested_runs`).
+    Runs without an evaluation are left out (see :func:`untested_runs`); cross-evaluations are rows of their own.
 
     Args:
         runs: loaded runs.
@@ -194,8 +211,8 @@ def table5(runs: Iterable[Run], paper_table: str | Path | None = None) -> list[d
 
     Returns:
         One dict per group: identity keys (task, model, paper_model, magnification, split, group_by,
-        split_label, n, seeds, folds, experiments), ``<metric>_mean``/``<metric>_std`` for each Table 5
-        metric, and ``paper_<metric>`` (None when the paper has no such row or the task is not binary).
+        split_label, evaluation, test_splits, n, seeds, folds, experiments), ``<metric>_mean``/``<metric>_std``
+        for each Table 5 metric, and ``paper_<metric>`` (None when the paper has no such row or the task is not binary).
     """
     paper = load_paper_table5(paper_table)
     rows = []
@@ -233,7 +250,7 @@ def table6(runs: Iterable[Run], paper_table: str | Path | None = None) -> list[d
     """
     paper = load_paper_table6(paper_table)
     rows = []
-    for key, group in group_runs(runs).items():
+    for key, group in group_runs(run for run in runs if run.eval_name == "test" or run.evaluation is None).items():
         row = _identity(key, group)
         row["params_total"] = _unique_count(run.number("params_total") for run in group)
         row["params_trainable"] = _unique_count(run.number("params_trainable") for run in group)
@@ -249,7 +266,7 @@ def table6(runs: Iterable[Run], paper_table: str | Path | None = None) -> list[d
 
 
 def untested_runs(runs: Iterable[Run]) -> list[Run]:
-    """Runs whose metrics.json has no ``test`` section (left out of Table 5)."""
+    """Fitted runs without an evaluation (left out of Table 5)."""
     return [run for run in runs if not run.test]
 
 
@@ -262,7 +279,7 @@ def table5_columns(rows: Sequence[dict[str, Any]]) -> list[Column]:
     columns: list[Column] = [("model", "Model"), ("paper_model", "Paper model")]
     if len(tasks) > 1:
         columns.append(("task", "Task"))
-    columns += [("magnification", "Mag."), ("split_label", "Split"), ("n", "n")]
+    columns += [("magnification", "Mag."), ("split_label", "Split"), ("test_splits", "Test split"), ("n", "n")]
     for metric in metrics:
         columns.append((metric, METRIC_HEADERS.get(metric, metric)))
         if metric in PAPER5_METRICS and any(row.get(f"paper_{metric}") is not None for row in rows):
@@ -304,7 +321,7 @@ def format_number(key: str, value: Any) -> str:
         return value
     if "param" in key:
         return f"{int(value):,}"
-    if key == "n":
+    if key == "n" or (key.removeprefix("paper_") in ("best_epoch", "epochs") and float(value).is_integer()):
         return str(int(value))
     if key.startswith("paper_") and _digits(key) == 3:
         text = f"{value:.4f}"  # the paper prints up to four decimals (0.8736); keep them, else three

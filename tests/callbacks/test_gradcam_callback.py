@@ -4,21 +4,21 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from lightning.pytorch.loggers import TensorBoardLogger
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
 
 from breakhis_lit.callbacks.gradcam import GradCAMCallback
+from breakhis_lit.data import BreakHisDataModule
 from breakhis_lit.errors import BreakHisError
-
-MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
-STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+from breakhis_lit.models import BreakHisClassifier
+from breakhis_lit.rundir import read_gradcam_manifest
 
 
 class TinyNet(nn.Module):
+    """Two convolutions and a linear head: the Grad-CAM layer is ``last``."""
+
     num_classes = 2
 
     def __init__(self):
@@ -38,64 +38,29 @@ class TinyNet(nn.Module):
         return None
 
 
-class Classifier(L.LightningModule):
-    def __init__(self):
-        super().__init__()
-        self.backbone = TinyNet()
-
-    def forward(self, x):
-        return self.backbone(x)
-
-    def training_step(self, batch, batch_idx):
-        return F.cross_entropy(self(batch["image"]), batch["label"])
-
-    def validation_step(self, batch, batch_idx):
-        self.log("val/loss", F.cross_entropy(self(batch["image"]), batch["label"]))
-
-    def test_step(self, batch, batch_idx):
-        self.log("test/loss", F.cross_entropy(self(batch["image"]), batch["label"]))
-
-    def configure_optimizers(self):
-        return torch.optim.SGD(self.parameters(), lr=0.1)
+def Classifier():
+    return BreakHisClassifier(backbone=TinyNet(), lr=0.05, channels_last=False)
 
 
-class ToyData(L.LightningDataModule):
-    """The datamodule interface the callback uses: classes, fixed_examples, normalize."""
+class ToyData(BreakHisDataModule):
+    """The demo data at 40X and 24 px, recording what the callback asks of it."""
 
-    classes = ["benign", "malignant"]
+    root_dir = None
 
     def __init__(self):
-        super().__init__()
-        g = torch.Generator().manual_seed(0)
-        self.images = torch.randint(0, 256, (16, 3, 24, 24), dtype=torch.uint8, generator=g)
-        self.labels = torch.arange(16) % 2
+        super().__init__(root=str(self.root_dir), magnification=40, image_size=24, batch_size=32, eval_batch_size=64)
         self.fixed_calls: list[tuple[str, int]] = []
         self.inference_mode: list[bool] = []
-
-    def _loader(self):
-        return DataLoader(TensorDataset(self.images, self.labels), batch_size=8)
-
-    def train_dataloader(self):
-        return self._loader()
-
-    val_dataloader = test_dataloader = train_dataloader
-
-    def on_after_batch_transfer(self, batch, dataloader_idx):
-        images, labels = batch
-        return {"image": self.normalize(images), "label": labels}
-
-    def normalize(self, images):
-        return (images.float() / 255 - MEAN.to(images.device)) / STD.to(images.device)
 
     def fixed_examples(self, stage, per_class=1):
         self.fixed_calls.append((stage, per_class))
         self.inference_mode.append(torch.is_inference_mode_enabled())
-        picks = [i for c in range(2) for i in (self.labels == c).nonzero().ravel()[:per_class].tolist()]
-        return self.images[picks], self.labels[picks], [f"img{i}" for i in picks]
+        return super().fixed_examples(stage, per_class)
 
 
-class NoExamples(ToyData):
-    fixed_examples = None
+@pytest.fixture(autouse=True)
+def _demo(demo_root):
+    ToyData.root_dir = demo_root
 
 
 def _trainer(tmp_path, callbacks, logger=True, max_epochs=3):
@@ -125,7 +90,7 @@ def test_logs_every_n_validations_not_the_sanity_check(tmp_path):
     trainer = _trainer(tmp_path, [callback], max_epochs=5)
     trainer.fit(Classifier(), datamodule=data)
     assert data.fixed_calls == [("val", 2), ("val", 2)]  # validations 2 and 4; not the sanity check, not 5
-    assert _image_events(trainer.log_dir) == {"val/gradcam": [4, 8]}
+    assert _image_events(trainer.log_dir) == {"val/gradcam": [6, 12]}  # 3 steps an epoch
     fig = callback.last_figure
     titles = [sf._suptitle.get_text() for sf in fig.subfigs]
     assert len(titles) == 4
@@ -154,15 +119,25 @@ def test_test_writes_pngs_and_logs_under_inference_mode(tmp_path):
     out = tmp_path / "run" / "version_0" / "gradcam"
     names = sorted(p.name for p in out.iterdir())
     assert names == [
+        "manifest.csv",
         "test_benign_0.png",
+        "test_benign_0_image.png",
         "test_benign_1.png",
+        "test_benign_1_image.png",
         "test_grid.png",
         "test_malignant_0.png",
+        "test_malignant_0_image.png",
         "test_malignant_1.png",
+        "test_malignant_1_image.png",
     ]
     with Image.open(out / "test_malignant_1.png") as png:
         assert png.size == (24, 24)
         assert np.asarray(png).std() > 0
+    entries = read_gradcam_manifest(out)
+    assert [e.label for e in entries] == ["benign", "benign", "malignant", "malignant"]
+    records = {r.path: r for r in data.records("test")}
+    assert all(e.image in records for e in entries)  # the manifest names the test images it explains
+    assert all(e.prediction in ("benign", "malignant") and 0.5 <= e.probability <= 1 for e in entries)
     assert _image_events(trainer.log_dir) == {"test/gradcam": [0]}
     assert all(p.grad is None for p in model.parameters())
     assert all(p.requires_grad for p in model.parameters())
@@ -186,13 +161,26 @@ def test_on_test_false_and_save_png_false(tmp_path):
     assert not list(tmp_path.rglob("*.png"))
 
 
-def test_skips_with_one_message_without_fixed_examples(tmp_path, caplog):
+def test_skips_with_one_message_outside_the_package_types(tmp_path, caplog):
+    class Plain(L.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.backbone = TinyNet()
+
+        def training_step(self, batch, batch_idx):
+            return self.backbone(batch["image"]).sum()
+
+        def validation_step(self, batch, batch_idx):
+            return None
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.01)
+
     with caplog.at_level(logging.INFO):
         trainer = _trainer(tmp_path, [GradCAMCallback(every_n_epochs=1)], max_epochs=2)
-        trainer.fit(Classifier(), datamodule=NoExamples())
-        trainer.test(datamodule=NoExamples(), ckpt_path=None, model=trainer.lightning_module)
+        trainer.fit(Plain(), datamodule=ToyData())
     messages = [r.getMessage() for r in caplog.records if "GradCAMCallback" in r.getMessage()]
-    assert messages == ["GradCAMCallback: skipped: the datamodule has no fixed_examples()/normalize()"]
+    assert messages == ["GradCAMCallback: skipped: explains a BreakHisClassifier on a BreakHisDataModule only"]
 
 
 def test_failure_is_a_warning_not_a_crash(tmp_path, monkeypatch):

@@ -55,7 +55,7 @@ def test_split_writes_csv_and_refuses_overwrite(demo_root, tmp_path, capsys):
     assert "wrote" in capsys.readouterr().out
     with out.open() as f:
         rows = list(csv.DictReader(f))
-    assert list(rows[0]) == ["path", "group", "patient_id", "label", "subtype", "magnification", "split"]
+    assert list(rows[0]) == ["path", "group", "patient_id", "label", "subtype", "magnification", "split", "size"]
     assert len(rows) == 144
     assert {r["split"] for r in rows} == {"train", "val", "test"}
     with pytest.raises(BreakHisError, match=r"already exists.*--force"):

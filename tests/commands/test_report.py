@@ -17,7 +17,7 @@ def test_main_writes_report(logs, tmp_path, capsys):
     out = tmp_path / "reports" / "demo"
     assert main([str(logs), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "report: 4 finished run(s) in 2 model × magnification group(s)" in printed
+    assert "report: 4 evaluation(s) in 2 model × magnification group(s)" in printed
     for name in ("table5.md", "table5.csv", "table6.md", "table6.csv", "curves_loss.png", "gradcam_pairs.png"):
         assert (out / name).is_file()
         assert f"wrote {out / name}" in printed
@@ -32,19 +32,19 @@ def test_main_csv_only_and_one_run_dir(logs, tmp_path, capsys):
     assert main([str(logs / "seresnet50_40x" / "version_1"), "--out", str(out), "--format", "csv"]) == 0
     assert (out / "table5.csv").is_file()
     assert not (out / "table5.md").exists()
-    assert "report: 1 finished run(s)" in capsys.readouterr().out
+    assert "report: 1 evaluation(s)" in capsys.readouterr().out
 
 
 def test_main_empty_directory_fails_cleanly(tmp_path):
     (tmp_path / "lightning_logs" / "attn").mkdir(parents=True)
-    with pytest.raises(BreakHisError, match="no finished runs") as info:
+    with pytest.raises(BreakHisError, match="no fitted runs") as info:
         main([str(tmp_path / "lightning_logs"), "--out", str(tmp_path / "out")])
     assert "\n" not in str(info.value)
     assert not (tmp_path / "out").exists()
 
 
 def test_main_missing_directory_names_it(tmp_path):
-    with pytest.raises(BreakHisError, match="nope: no such directory"):
+    with pytest.raises(BreakHisError, match="nope: no such folder"):
         main([str(tmp_path / "nope"), "--out", str(tmp_path / "out")])
 
 

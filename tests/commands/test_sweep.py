@@ -61,8 +61,8 @@ def test_skips_finished_and_continues_after_failure(
     configs: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     root = tmp_path / "logs"
-    (root / "alpha-40x-seed0" / "version_0").mkdir(parents=True)
-    (root / "alpha-40x-seed0" / "version_0" / "metrics.json").write_text("{}")
+    (root / "alpha-40x-seed0" / "version_0" / "test").mkdir(parents=True)
+    (root / "alpha-40x-seed0" / "version_0" / "test" / "metrics.json").write_text("{}")
 
     def fake_commands(run, log_root, extra, resume):
         ok = [sys.executable, "-c", "print('ok')"]

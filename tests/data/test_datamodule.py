@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from breakhis_lit.data import BreakHisDataModule
-from breakhis_lit.data.splits import read_split_csv
+from breakhis_lit.data.splits import write_split_csv
 from breakhis_lit.data.transforms import normalize
 from breakhis_lit.errors import BreakHisError
 
@@ -100,13 +100,11 @@ def test_setup_test_only_and_counts(demo_root, fitted):
     assert counts.tolist() == [sum(r.label == c for r in fitted.records("train")) for c in (0, 1)]
 
 
-def test_predict_defaults_to_test_split_with_absolute_paths(fitted):
+def test_predict_defaults_to_the_test_split(fitted):
     fitted.setup("predict")
     pred, test = fitted.records("predict"), fitted.records("test")
-    assert len(pred) == len(test)
-    assert os.path.isabs(pred[0].path)
-    assert os.path.isfile(pred[0].path)
-    assert pred[0].label == test[0].label
+    assert pred == test  # the same official paths as predictions.csv of a test
+    assert fitted.index.abspath(pred[0].path).is_file()
 
 
 def test_fixed_examples(fitted):
@@ -141,20 +139,63 @@ def test_subtype_task(demo_root):
     assert len(dm.records("train")) + len(dm.records("val")) + len(dm.records("test")) == 576
 
 
-def test_splits_csv_written_to_log_dir(demo_root, tmp_path):
+def test_split_rows_carry_file_sizes_and_the_module_writes_nothing(demo_root, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     dm = _dm(demo_root, magnification=100)
-    dm.trainer = _fake_trainer(log_dir=str(tmp_path / "run"))
     dm.setup("fit")
-    rows = read_split_csv(tmp_path / "run" / "splits.csv")
+    rows = dm.split_rows
     assert len(rows) == 144
     assert {r.split for r in rows} == {"train", "val", "test"}
     assert {r.path for r in rows if r.split == "train"} == {r.path for r in dm.records("train")}
+    index = dm.index
+    assert all(r.size == index.abspath(r.path).stat().st_size for r in rows)
+    assert list(tmp_path.iterdir()) == []  # splits.csv is the run's, written by its RunRecorder
 
 
-def test_no_splits_csv_without_trainer(demo_root, tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    _dm(demo_root, magnification=200).setup("fit")
-    assert list(tmp_path.iterdir()) == []
+def test_bound_split_is_read_back_not_recomputed(demo_root, tmp_path):
+    fitted = _dm(demo_root, magnification=100, seed=0)
+    fitted.setup("fit")
+    write_split_csv(fitted.split_rows, tmp_path / "splits.csv")
+    # Another seed would give another split: the bound file wins, and the records follow it.
+    bound = _dm(demo_root, magnification=100, seed=5, split_file=str(tmp_path / "splits.csv"))
+    bound.setup("test")
+    assert bound.split_rows == fitted.split_rows
+    assert bound.split_hash() == fitted.split_hash()
+    assert [r.path for r in bound.records("test")] == [r.path for r in fitted.records("test")]
+
+
+def test_bound_split_refuses_other_files(demo_root, tmp_path):
+    copy = tmp_path / "demo"
+    shutil.copytree(demo_root / "BreaKHis_v1", copy / "BreaKHis_v1", copy_function=os.link)
+    fitted = _dm(copy, magnification=100)
+    fitted.setup("fit")
+    write_split_csv(fitted.split_rows, tmp_path / "splits.csv")
+    victim = copy / "BreaKHis_v1" / fitted.split_rows[5].path.removeprefix("BreaKHis_v1/")
+    data = victim.read_bytes()
+    victim.unlink()  # do not write through the hard link into the shared demo data
+    victim.write_bytes(data + b"\0")
+    with pytest.raises(BreakHisError, match="1 differ in size") as err:
+        _dm(copy, magnification=100, split_file=str(tmp_path / "splits.csv")).setup("test")
+    assert fitted.split_rows[5].path in str(err.value)
+    assert "\n" not in str(err.value)
+    victim.unlink()
+    with pytest.raises(BreakHisError, match=r"1 file\(s\) of the run's split are missing"):
+        _dm(copy, magnification=100, split_file=str(tmp_path / "splits.csv")).setup("test")
+    with pytest.raises(BreakHisError, match=r"--data\.magnification 200"):
+        _dm(demo_root, magnification=200, split_file=str(tmp_path / "splits.csv")).setup("test")
+
+
+def test_trained_on_refuses_patients_the_run_saw(demo_root, tmp_path):
+    fitted = _dm(demo_root, magnification="all", seed=0)
+    fitted.setup("fit")
+    write_split_csv(fitted.split_rows, tmp_path / "splits.csv")
+    # The same patients at one magnification: unseen test patients only, so allowed.
+    same = _dm(demo_root, magnification=100, seed=0, trained_on=str(tmp_path / "splits.csv"))
+    same.setup("test")
+    trained = {r.patient_id for r in fitted.split_rows if r.split != "test"}
+    assert not trained & {r.patient_id for r in same.records("test")}
+    with pytest.raises(BreakHisError, match="belong to patients the run trained or validated on"):
+        _dm(demo_root, magnification=100, seed=3, trained_on=str(tmp_path / "splits.csv")).setup("test")
 
 
 class _Tiny(pl.LightningModule):
@@ -190,7 +231,6 @@ def test_with_lightning_trainer(demo_root, tmp_path):
         devices=1,
     )
     trainer.fit(model, datamodule=dm)
-    assert (tmp_path / "lightning_logs" / "version_0" / "splits.csv").is_file()
     assert [s[0] for s in model.seen] == ["train", "train", "val"]
     assert all(s[1] == torch.float32 for s in model.seen)
 
@@ -213,11 +253,10 @@ def test_bad_image_error_and_skip(demo_root, tmp_path, caplog):
     assert all(v.name in str(err.value) for v in victims)
     assert "--data.on_bad_image skip" in str(err.value)
     dm = _dm(copy, on_bad_image="skip")
-    dm.trainer = _fake_trainer(log_dir=str(tmp_path / "run"))
     with caplog.at_level(logging.WARNING):
         dm.setup("fit")
     assert all(v.name in caplog.text for v in victims)
-    skipped = [r for r in read_split_csv(tmp_path / "run" / "splits.csv") if r.split == "skipped"]
+    skipped = [r for r in dm.split_rows if r.split == "skipped"]
     assert sorted(r.path.rsplit("/", 1)[1] for r in skipped) == sorted(v.name for v in victims)
     n = sum(len(dm.records(s)) for s in ("train", "val", "test"))
     assert n == 144 - 2
@@ -314,4 +353,3 @@ def test_ddp_rank_zero_builds_others_wait(demo_root, tmp_path, monkeypatch, rank
     if rank:
         expected = [("barrier", "breakhis_lit_image_cache"), ("load_or_build", False)]
     assert calls == expected
-    assert (tmp_path / "run" / "splits.csv").is_file() == (rank == 0)

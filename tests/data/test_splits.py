@@ -8,11 +8,13 @@ from breakhis_lit.data.splits import (
     SplitRow,
     assign_splits,
     check_split,
+    data_fingerprint,
     group_key,
     kfold_groups,
     make_split,
     mark_skipped,
     read_split_csv,
+    split_hash,
     write_split_csv,
 )
 from breakhis_lit.errors import BreakHisError
@@ -176,7 +178,29 @@ def test_csv_round_trip_and_skipped(images, tmp_path):
     rows = make_split(images, "patient", magnification=400, seed=0)
     rows = mark_skipped(rows, [rows[0].path])
     path = write_split_csv(rows, tmp_path / "splits.csv")
-    assert path.read_text().splitlines()[0] == "path,group,patient_id,label,subtype,magnification,split"
+    assert path.read_text().splitlines()[0] == "path,group,patient_id,label,subtype,magnification,split,size"
     back = read_split_csv(path)
     assert back == rows
     assert back[0].split == "skipped"
+
+
+def test_split_hash_names_the_assignment_and_fingerprint_the_files(images):
+    from dataclasses import replace
+
+    rows = make_split(images, "patient", magnification=40, seed=0)
+    sized = [replace(r, size=100 + i) for i, r in enumerate(rows)]
+    assert split_hash(sized) == split_hash(rows) == split_hash(list(reversed(rows)))  # order and sizes do not count
+    assert split_hash(make_split(images, "patient", magnification=40, seed=1)) != split_hash(rows)
+    moved = [replace(r, split="val") if i == 0 else r for i, r in enumerate(rows)]
+    assert split_hash(moved) != split_hash(rows)
+    assert data_fingerprint(sized) != data_fingerprint(rows)
+    resized = [replace(r, size=r.size + 1) if i == 3 else r for i, r in enumerate(sized)]
+    assert data_fingerprint(resized) != data_fingerprint(sized)
+
+
+def test_bad_split_files_are_one_line_errors(tmp_path):
+    with pytest.raises(BreakHisError, match="no such split file"):
+        read_split_csv(tmp_path / "none.csv")
+    (tmp_path / "old.csv").write_text("path,group,patient_id,label,subtype,magnification,split\n")
+    with pytest.raises(BreakHisError, match="columns"):
+        read_split_csv(tmp_path / "old.csv")

@@ -1,17 +1,16 @@
-import shutil
-
 import pytest
 from PIL import Image
 
 from breakhis_lit.reporting.figures import (
     aggregate_series,
-    gradcam_label,
+    gradcam_kind,
     pick_gradcam,
     plot_confusion,
     plot_curves,
     plot_gradcam_pairs,
 )
 from breakhis_lit.reporting.runs import load_runs
+from breakhis_lit.rundir import GradCAMEntry, RunDir, read_gradcam_manifest, write_gradcam_manifest
 
 from fake_runs import write_fake_run
 
@@ -65,40 +64,42 @@ def test_plot_gradcam_pairs(runs, tmp_path):
     assert_png(plot_gradcam_pairs(runs, tmp_path / "gradcam_pairs.png"))
 
 
-def test_gradcam_pairs_none_without_pngs(tmp_path):
+def test_gradcam_pairs_none_without_a_manifest(tmp_path):
     run_dir = write_fake_run(tmp_path / "logs" / "version_0", gradcam=False)
-    (run_dir / "gradcam").mkdir()
-    Image.new("RGB", (8, 8)).save(run_dir / "gradcam" / "test_grid.png")  # no class in the name
+    folder = RunDir(run_dir).evaluation().path / "gradcam"
+    folder.mkdir()
+    Image.new("RGB", (8, 8)).save(folder / "test_benign_0.png")  # a class in the name, but no manifest entry
     assert plot_gradcam_pairs(load_runs(tmp_path / "logs"), tmp_path / "g.png") is None
     assert not (tmp_path / "g.png").exists()
 
 
 def test_gradcam_pairs_with_only_malignant(tmp_path):
     run_dir = write_fake_run(tmp_path / "logs" / "version_0")
-    (run_dir / "gradcam" / "test_benign_0.png").unlink()
+    folder = RunDir(run_dir).evaluation().path / "gradcam"
+    write_gradcam_manifest(folder, [e for e in read_gradcam_manifest(folder) if e.label == "malignant"])
     assert_png(plot_gradcam_pairs(load_runs(tmp_path / "logs"), tmp_path / "g.png"), min_side=200)
 
 
 @pytest.mark.parametrize(
-    ("name", "label"),
-    [
-        ("test_benign_0.png", "benign"),
-        ("test_malignant_12.png", "malignant"),
-        ("epoch3/val_Benign.png", "benign"),
-        ("test_benign_pred-malignant_0.png", "benign"),
-        ("test_DC_0.png", "malignant"),
-        ("test_PT_1.png", "benign"),
-        ("test_ductal_carcinoma_1.png", "malignant"),
-        ("test_grid.png", None),
-        ("test_ADAM_0.png", None),
-    ],
+    ("label", "kind"),
+    [("benign", "benign"), ("malignant", "malignant"), ("DC", "malignant"), ("PT", "benign"), ("", None)],
 )
-def test_gradcam_label(name, label):
-    assert gradcam_label(name) == label
+def test_gradcam_kind_from_the_true_class(label, kind):
+    assert gradcam_kind(GradCAMEntry("a.png", "a_image.png", "x.png", label, "benign", 0.9)) == kind
 
 
-def test_pick_gradcam_prefers_test_images(tmp_path):
+def test_pick_gradcam_follows_the_manifest(tmp_path):
     run_dir = write_fake_run(tmp_path / "version_0")
-    shutil.copy(run_dir / "gradcam" / "test_benign_0.png", run_dir / "gradcam" / "a_val_benign_0.png")
-    _, path = pick_gradcam(load_runs(tmp_path), "benign")
-    assert path.name == "test_benign_0.png"
+    folder = RunDir(run_dir).evaluation().path / "gradcam"
+    entries = read_gradcam_manifest(folder)
+    # The overlay named "benign" shows a malignant image: the manifest, not the name, decides.
+    swapped = [
+        GradCAMEntry(
+            e.file, e.input_file, e.image, "malignant" if e.label == "benign" else "benign", e.prediction, e.probability
+        )
+        for e in entries
+    ]
+    write_gradcam_manifest(folder, swapped)
+    _, entry, path = pick_gradcam(load_runs(tmp_path), "benign")
+    assert path.name == "test_malignant_0.png"
+    assert entry.label == "benign"

@@ -34,9 +34,11 @@ def test_write_report(fake_logs, tmp_path):
     assert "image-level" in report
     assert "DALA-ResNet50 (proposed)" in report
     assert "no paper counterpart" not in report
-    assert notes == []
+    # Each row averages two split seeds, so two test sets: said once per row.
+    assert len(notes) == 6
+    assert all("scored on 2 different test splits" in note for note in notes)
     table5_md = (tmp_path / "out" / "table5.md").read_text()
-    assert table5_md.count("| patient (accession) | 2 |") == 6
+    assert table5_md.count("| patient (accession) | 2 splits | 2 |") == 6
 
 
 def test_write_report_again_overwrites_own_files(fake_logs, tmp_path):
@@ -56,7 +58,7 @@ def test_skipped_gradcam_is_said_not_silent(tmp_path):
     written = write_report(load_runs(tmp_path / "logs"), tmp_path / "out", log=notes.append)
     assert "gradcam_pairs.png" not in [p.name for p in written]
     assert any("skipped gradcam_pairs.png" in note for note in notes)
-    assert "Skipped: no run has a benign or malignant Grad-CAM PNG" in (tmp_path / "out" / "report.md").read_text()
+    assert "Skipped: no run has a benign or malignant Grad-CAM overlay" in (tmp_path / "out" / "report.md").read_text()
 
 
 def test_stale_file_is_reported_not_deleted(fake_logs, tmp_path):

@@ -4,15 +4,8 @@ import numpy as np
 import pytest
 
 from breakhis_lit.errors import BreakHisError
-from breakhis_lit.reporting.runs import (
-    find_run_dirs,
-    group_runs,
-    load_run,
-    load_runs,
-    normalize_magnification,
-    paper_model_name,
-    read_history,
-)
+from breakhis_lit.reporting.runs import group_runs, load_run, load_runs, paper_model_name
+from breakhis_lit.rundir import RunDir, find_runs
 
 from fake_runs import write_fake_run
 
@@ -29,39 +22,58 @@ def test_load_runs_from_root_experiment_and_run_dir(fake_logs):
 
 
 def test_run_fields(fake_logs):
-    run = load_run(fake_logs / "dalaresnet50_100x" / "version_1")
-    assert run.key == ("binary", "DALAResNet50", "100", "patient", "accession")
+    [run] = load_run(fake_logs / "dalaresnet50_100x" / "version_1")
+    assert run.key == ("binary", "DALAResNet50", "100", "patient", "accession", "test")
     assert run.paper_model == "DALA-ResNet50 (proposed)"
     assert run.seed == 1
     assert run.fold is None
     assert run.classes == ["benign", "malignant"]
     assert len(run.history) == 5
     assert run.history[0]["epoch"] == 0.0
-    assert run.config["model"]["backbone"]["class_path"].endswith("DALAResNet50")
-    assert [p.name for p in run.gradcam_images()] == ["test_benign_0.png", "test_malignant_0.png"]
-    assert run.test_number("accuracy") == pytest.approx(run.metrics["test"]["accuracy"])
+    assert run.record.backbone.endswith("DALAResNet50")
+    assert [entry.label for entry, _ in run.gradcam()] == ["benign", "malignant"]
+    assert all(path.is_file() for _, path in run.gradcam())
+    assert run.test_number("accuracy") == pytest.approx(run.evaluation.metrics["accuracy"])
+    assert run.split_hash == run.record.split_hash
 
 
-def test_confusion_from_predictions_matches_metrics(fake_logs):
-    run = load_run(fake_logs / "resnet50_40x" / "version_0")
-    from_json = run.confusion_matrix()
-    del run.metrics["test"]["confusion_matrix"]
-    np.testing.assert_array_equal(run.confusion_matrix(), from_json)
+def test_confusion_matches_predictions(fake_logs):
+    [run] = load_run(fake_logs / "resnet50_40x" / "version_0")
+    counts = np.zeros((2, 2), dtype=np.int64)
+    for row in run.predictions():
+        counts[run.classes.index(row.label), run.classes.index(row.prediction)] += 1
+    np.testing.assert_array_equal(run.confusion_matrix(), counts)
+
+
+def test_runs_of_one_seed_share_their_test_split(fake_logs):
+    runs = load_runs(fake_logs)
+    by_seed = {}
+    for run in runs:
+        if run.magnification == "40":
+            by_seed.setdefault(run.seed, set()).add(run.split_hash)
+    assert all(len(hashes) == 1 for hashes in by_seed.values())
+    assert len({next(iter(h)) for h in by_seed.values()}) == len(by_seed)
 
 
 def test_natural_order_and_nested_search(tmp_path):
     for version in (10, 2, 1):
         write_fake_run(tmp_path / "a" / "deep" / f"version_{version}", seed=version, gradcam=False)
     (tmp_path / "a" / ".hidden" / "version_0").mkdir(parents=True)
-    (tmp_path / "a" / ".hidden" / "version_0" / "metrics.json").write_text("{}")
-    assert [p.name for p in find_run_dirs(tmp_path)] == ["version_1", "version_2", "version_10"]
-    assert find_run_dirs(tmp_path / "a" / "deep" / "version_2" / "metrics.json") == [
-        tmp_path / "a" / "deep" / "version_2"
-    ]
+    (tmp_path / "a" / ".hidden" / "version_0" / "run.json").write_text("{}")
+    assert [r.path.name for r in find_runs(tmp_path)] == ["version_1", "version_2", "version_10"]
+    assert find_runs(tmp_path / "a" / "deep" / "version_2") == [RunDir(tmp_path / "a" / "deep" / "version_2")]
+
+
+def test_untested_run_is_loaded_without_an_evaluation(tmp_path):
+    write_fake_run(tmp_path / "version_0", evaluate=False)
+    [run] = load_runs(tmp_path)
+    assert run.evaluation is None
+    assert run.test == {}
+    assert run.number("fit_time_s") is not None
 
 
 def test_missing_directory_is_one_line_error(tmp_path):
-    with pytest.raises(BreakHisError, match="no such directory") as info:
+    with pytest.raises(BreakHisError, match="no such folder") as info:
         load_runs([tmp_path / "nope"])
     assert str(tmp_path / "nope") in str(info.value)
     assert "\n" not in str(info.value)
@@ -69,7 +81,7 @@ def test_missing_directory_is_one_line_error(tmp_path):
 
 def test_folder_without_runs_is_one_line_error(tmp_path, fake_logs):
     (tmp_path / "empty" / "version_0").mkdir(parents=True)
-    with pytest.raises(BreakHisError, match="no finished runs") as info:
+    with pytest.raises(BreakHisError, match="no fitted runs") as info:
         load_runs([fake_logs, tmp_path / "empty"])
     assert str(tmp_path / "empty") in str(info.value)
     assert "\n" not in str(info.value)
@@ -77,25 +89,15 @@ def test_folder_without_runs_is_one_line_error(tmp_path, fake_logs):
         load_runs([])
 
 
-def test_bad_metrics_json(tmp_path):
-    run_dir = tmp_path / "version_0"
-    run_dir.mkdir()
-    (run_dir / "metrics.json").write_text("{not json")
-    with pytest.raises(BreakHisError, match="not valid JSON"):
+def test_bad_records_are_one_line_errors(tmp_path):
+    run_dir = write_fake_run(tmp_path / "version_0", gradcam=False)
+    (run_dir / "run.json").write_text("{not json")
+    with pytest.raises(BreakHisError, match="not readable JSON") as info:
         load_runs(tmp_path)
-    (run_dir / "metrics.json").write_text(json.dumps({"test": {}}))
-    with pytest.raises(BreakHisError, match='"model"'):
+    assert "\n" not in str(info.value)
+    (run_dir / "run.json").write_text(json.dumps({"model": "x"}))
+    with pytest.raises(BreakHisError, match="not a RunRecord of this breakhis_lit version"):
         load_runs(tmp_path)
-
-
-def test_history_merges_rows_of_one_epoch(tmp_path):
-    path = tmp_path / "history.csv"
-    path.write_text("epoch,train/loss,val/loss,elapsed_s\n1,,0.5,\n0,0.9,0.8,1.0\n1,0.6,,2.0\n")
-    assert read_history(path) == [
-        {"epoch": 0.0, "train/loss": 0.9, "val/loss": 0.8, "elapsed_s": 1.0},
-        {"epoch": 1.0, "train/loss": 0.6, "val/loss": 0.5, "elapsed_s": 2.0},
-    ]
-    assert read_history(tmp_path / "missing.csv") == []
 
 
 @pytest.mark.parametrize(
@@ -118,21 +120,6 @@ def test_history_merges_rows_of_one_epoch(tmp_path):
 )
 def test_paper_model_name(model, paper):
     assert paper_model_name(model) == paper
-
-
-def test_wrapper_model_resolved_from_config(tmp_path):
-    run_dir = write_fake_run(tmp_path / "version_0", model="densenet121", gradcam=False)
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    metrics["model"] = "TimmClassifier"
-    (run_dir / "metrics.json").write_text(json.dumps(metrics))
-    assert load_run(run_dir).model == "densenet121"
-
-
-@pytest.mark.parametrize(
-    ("value", "expected"), [("40", "40"), (40, "40"), ("100X", "100"), (None, "all"), ("None", "all")]
-)
-def test_normalize_magnification(value, expected):
-    assert normalize_magnification(value) == expected
 
 
 def test_group_order(fake_logs):

@@ -32,9 +32,8 @@ def three_seeds(tmp_path):
             test={"accuracy": accuracy, "patient_accuracy": 0.5 + 0.25 * seed},
             gradcam=False,
         )
-        metrics = json.loads((run_dir / "metrics.json").read_text())
-        metrics["fit_time_s"] = fit
-        (run_dir / "metrics.json").write_text(json.dumps(metrics))
+        fit_json = run_dir / "fit.json"
+        fit_json.write_text(json.dumps({**json.loads(fit_json.read_text()), "fit_time_s": fit}))
     return load_runs(tmp_path / "logs")
 
 
@@ -58,7 +57,7 @@ def test_table5_mean_std_n_and_paper(three_seeds):
     assert row["accuracy_std"] == pytest.approx(0.05)
     assert row["patient_accuracy_mean"] == pytest.approx(0.75)
     assert row["patient_accuracy_std"] == pytest.approx(0.25)
-    f1 = [run.metrics["test"]["f1_malignant"] for run in three_seeds]
+    f1 = [run.evaluation.metrics["f1_malignant"] for run in three_seeds]
     assert row["f1_malignant_mean"] == pytest.approx(sum(f1) / 3)
     # the paper's Table 5, DALA-ResNet50 at 40x
     assert row["paper_accuracy"] == pytest.approx(0.985)
@@ -67,9 +66,11 @@ def test_table5_mean_std_n_and_paper(three_seeds):
     assert format_cell(row, "accuracy") == "0.850 ± 0.050"
     markdown = to_markdown([row], table5_columns([row]))
     lines = markdown.splitlines()
-    assert lines[0].startswith("| Model | Paper model | Mag. | Split | n | Accuracy | paper |")
+    assert lines[0].startswith("| Model | Paper model | Mag. | Split | Test split | n | Accuracy | paper |")
+    assert row["test_splits"] == "3 splits"  # three split seeds: three different test sets
     assert (
-        "| DALAResNet50 | DALA-ResNet50 (proposed) | 40 | patient (accession) | 3 | 0.850 ± 0.050 | 0.985 |" in lines[2]
+        "| DALAResNet50 | DALA-ResNet50 (proposed) | 40 | patient (accession) | 3 splits | 3 | 0.850 ± 0.050 | 0.985 |"
+        in lines[2]
     )
 
 
@@ -126,9 +127,7 @@ def test_mixed_tasks_get_their_own_metrics(tmp_path):
 
 def test_untested_runs_left_out_of_table5(tmp_path):
     write_fake_run(tmp_path / "version_0")
-    run_dir = write_fake_run(tmp_path / "version_1", seed=1)
-    text = (run_dir / "metrics.json").read_text().replace('"test"', '"untested"')
-    (run_dir / "metrics.json").write_text(text)
+    write_fake_run(tmp_path / "version_1", seed=1, evaluate=False)
     runs = load_runs(tmp_path)
     assert table5(runs)[0]["n"] == 1
     assert table6(runs)[0]["n"] == 2
