@@ -62,10 +62,11 @@ def expected_calibration_error(probs: Any, labels: Any, n_bins: int = N_BINS) ->
 
 
 def brier_score(probs: Any, labels: Any) -> float:
-    r"""Brier score.
+    r"""Brier score, as ``sklearn.metrics.brier_score_loss``.
 
-    Binary: :math:`\frac1N \sum_i (p_{i1} - [y_i = 1])^2` (``sklearn.metrics.brier_score_loss`` of class 1).
+    Binary: :math:`\frac1N \sum_i (p_{i1} - [y_i = 1])^2`, the squared error of the probability of class 1.
     Multiclass: :math:`\frac1N \sum_i \sum_c (p_{ic} - [y_i = c])^2` (Brier's original definition, in [0, 2]).
+    Written here because scikit-learn warns on rows that sum to 1 only up to the rounding of ``predictions.csv``.
 
     Raises:
         BreakHisError: On inputs that are not probabilities and class indices.
@@ -74,8 +75,7 @@ def brier_score(probs: Any, labels: Any) -> float:
     p = p.astype(np.float64)
     if p.shape[1] == 2:
         return float(np.mean((p[:, 1] - (y == 1)) ** 2))
-    onehot = np.eye(p.shape[1])[y]
-    return float(np.mean(np.sum((p - onehot) ** 2, axis=1)))
+    return float(np.mean(np.sum((p - np.eye(p.shape[1])[y]) ** 2, axis=1)))
 
 
 @dataclass(frozen=True)
