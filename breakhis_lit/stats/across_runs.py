@@ -103,7 +103,7 @@ def runs_bootstrap(
         design: ``"seeds"`` or ``"folds"``.
         n_resamples: Number of bootstrap replicates.
         seed: Seed or ``numpy.random.Generator``.
-        method: ``"percentile"`` or ``"bca"`` (jackknife over the groups).
+        method: ``"percentile"``, ``"expanded"`` or ``"bca"`` (jackknife over the groups).
         level: Confidence level.
         metrics: Metric names to compute (default: all).
 

@@ -6,10 +6,11 @@ from typing import Any, Literal
 
 import numpy as np
 from scipy.special import ndtr, ndtri
+from scipy.stats import t as student_t
 
 from breakhis_lit.errors import BreakHisError
 
-Method = Literal["percentile", "bca"]
+Method = Literal["percentile", "expanded", "bca"]
 
 
 def finite_or_none(value: float) -> float | None:
@@ -26,7 +27,7 @@ class Interval:
         estimate: The metric on the full sample (None where undefined, e.g. AUROC with one class).
         low: Lower bound (None where undefined).
         high: Upper bound (None where undefined).
-        method: ``"percentile"`` or ``"bca"``.
+        method: ``"percentile"``, ``"expanded"`` or ``"bca"``.
         level: Confidence level, e.g. 0.95.
         n_resamples: Replicates drawn.
         n_valid: Replicates in which the metric was defined (the interval uses only these).
@@ -55,8 +56,8 @@ def check_method(method: str, level: float, n_resamples: int) -> None:
     Raises:
         BreakHisError: Naming the option and the fix.
     """
-    if method not in ("percentile", "bca"):
-        raise BreakHisError(f"method: unknown {method!r}; use 'percentile' or 'bca'")
+    if method not in ("percentile", "expanded", "bca"):
+        raise BreakHisError(f"method: unknown {method!r}; use 'percentile', 'expanded' or 'bca'")
     if not 0.0 < level < 1.0:
         raise BreakHisError(f"level: must be in (0, 1), e.g. 0.95; got {level}")
     if n_resamples < 1:
@@ -101,12 +102,27 @@ def bca_levels(estimate: float, replicates: np.ndarray, jackknife: np.ndarray, l
     return levels[0], levels[1]
 
 
+def expanded_levels(level: float, n_units: int) -> tuple[float, float]:
+    r"""The quantile levels of the expanded percentile interval (Hesterberg 2015, *The American Statistician* 69).
+
+    .. math:: \alpha_{1,2} = \Phi\Big(\mp \sqrt{\tfrac{n}{n-1}}\; t_{n-1,\,(1+\text{level})/2}\Big)
+
+    for ``n`` resampled units. It corrects the percentile interval's narrowness with few units: the bootstrap
+    variance is ``(n-1)/n`` of the plug-in one and its tails are normal rather than Student's ``t``. With 25
+    groups the 95% interval takes the 1.76% and 98.24% quantiles; as ``n`` grows it becomes the percentile
+    interval. Needs ``n >= 2``.
+    """
+    z = math.sqrt(n_units / (n_units - 1)) * float(student_t.ppf((1 + level) / 2, n_units - 1))
+    return float(ndtr(-z)), float(ndtr(z))
+
+
 def bootstrap_bounds(
     estimate: float,
     replicates: np.ndarray,
     method: Method = "percentile",
     level: float = 0.95,
     jackknife: np.ndarray | None = None,
+    n_units: int | None = None,
 ) -> tuple[float, float, int]:
     """Confidence bounds from a bootstrap distribution.
 
@@ -117,9 +133,10 @@ def bootstrap_bounds(
     Args:
         estimate: The full-sample value.
         replicates: Bootstrap values ``[B]`` (NaN where undefined).
-        method: ``"percentile"`` or ``"bca"``.
+        method: ``"percentile"``, ``"expanded"`` (see :func:`expanded_levels`) or ``"bca"``.
         level: Confidence level.
         jackknife: Leave-one-unit-out values (needed for ``"bca"``).
+        n_units: Number of resampled units (needed for ``"expanded"``).
 
     Returns:
         ``(low, high, n_valid)``; NaN bounds when the estimate is undefined or no replicate is.
@@ -131,6 +148,10 @@ def bootstrap_bounds(
         if jackknife is None:
             raise ValueError("method='bca' needs the jackknife values")
         levels = bca_levels(estimate, valid, jackknife, level)
+    elif method == "expanded":
+        if n_units is None:
+            raise ValueError("method='expanded' needs the number of units")
+        levels = expanded_levels(level, n_units)
     else:
         levels = ((1 - level) / 2, (1 + level) / 2)
     low, high = np.quantile(valid, levels)

@@ -108,7 +108,7 @@ def paired_bootstrap(
         b: Model b's test predictions on the same images (matched by image id when both have ids).
         n_resamples: Number of bootstrap replicates.
         seed: Seed or ``numpy.random.Generator``.
-        method: ``"percentile"`` or ``"bca"`` for the interval of the difference.
+        method: ``"percentile"``, ``"expanded"`` or ``"bca"`` for the interval of the difference.
         level: Confidence level.
         metrics: Metric names to compare (default: all).
 
