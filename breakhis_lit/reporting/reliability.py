@@ -53,6 +53,7 @@ def plot_reliability(
             xs, ys = zip(*points, strict=True)
             curve_ax.plot(xs, ys, marker="o", markersize=4, color=color, label=f"{name} (ECE {bins.ece:.3f})")
         counts = np.asarray(bins.count, dtype=float)
+        counts[counts == 0] = np.nan  # empty bins leave a gap instead of a drop to log(0)
         count_ax.stairs(counts, bins.edges, color=color, linewidth=1.5, baseline=None)
     curve_ax.set_xlim(0, 1)
     curve_ax.set_ylim(0, 1)

@@ -196,7 +196,7 @@ def choose_threshold(probs: Any, labels: Any) -> ThresholdChoice:
     feasible[0] = values[0] > 0  # "all positive" needs a threshold below the lowest score
     best = balanced[feasible].max()
     candidates = np.flatnonzero(feasible & (balanced >= best - 1e-12))
-    distance = np.abs(midpoint[candidates] - 0.5)
+    distance = np.round(np.abs(midpoint[candidates] - 0.5), 12)  # 0.3 and 0.7 are equally close
     chosen = candidates[np.lexsort((midpoint[candidates], distance))[0]]
     threshold = float(midpoint[chosen])
     if chosen < len(values) and np.float32(threshold) >= upper[chosen]:
