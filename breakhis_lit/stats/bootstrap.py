@@ -34,9 +34,27 @@ def resample_weights(n_units: int, n_resamples: int, seed: Seed = 0) -> np.ndarr
     return np.bincount(flat, minlength=n_resamples * n_units).reshape(n_resamples, n_units)
 
 
-def jackknife_weights(n_units: int) -> np.ndarray:
-    """Leave-one-unit-out weights ``[U, U]``: row ``i`` holds every unit once except unit ``i``."""
-    return 1 - np.eye(n_units, dtype=np.int64)
+def jackknife_weights(n_units: int, start: int = 0, stop: int | None = None) -> np.ndarray:
+    """Leave-one-unit-out weights: row ``i - start`` holds every unit once except unit ``i``, for ``start <= i < stop``.
+
+    Args:
+        n_units: Number of units ``U``.
+        start: First left-out unit.
+        stop: One past the last left-out unit (default ``U``).
+
+    Returns:
+        ``[stop - start, U]`` int64 weights.
+    """
+    stop = n_units if stop is None else stop
+    weights = np.ones((stop - start, n_units), dtype=np.int64)
+    weights[np.arange(stop - start), np.arange(start, stop)] = 0
+    return weights
+
+
+def _jackknife(evaluate: Evaluate, n_units: int) -> dict[str, np.ndarray]:
+    step = max(1, 4_000_000 // n_units)  # rows at a time: image units make the full [U, U] matrix large
+    blocks = [evaluate(jackknife_weights(n_units, i, min(i + step, n_units))) for i in range(0, n_units, step)]
+    return {name: np.concatenate([block[name] for block in blocks]) for name in blocks[0]}
 
 
 @dataclass(frozen=True)
@@ -73,7 +91,7 @@ def bootstrap_distribution(
     """
     estimates = {name: float(value[0]) for name, value in evaluate(np.ones((1, n_units), dtype=np.int64)).items()}
     replicates = evaluate(resample_weights(n_units, n_resamples, seed))
-    jackknife_values = evaluate(jackknife_weights(n_units)) if jackknife else None
+    jackknife_values = _jackknife(evaluate, n_units) if jackknife else None
     return BootstrapDistribution(estimates, replicates, jackknife_values, n_units)
 
 

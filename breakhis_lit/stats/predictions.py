@@ -1,5 +1,6 @@
 """One run's test predictions (probabilities, labels, split groups, patients), checked once for the statistics."""
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,7 +25,7 @@ def _encode(values: np.ndarray, what: str, name: str) -> tuple[np.ndarray, list[
     index: dict[Any, int] = {}
     codes = np.empty(len(values), dtype=np.int64)
     for i, value in enumerate(values.tolist()):
-        if value is None or value == "":
+        if value is None or value == "" or (isinstance(value, float) and math.isnan(value)):
             raise BreakHisError(f"{name}: {what} of image {i} is empty; give every image a {what[:-1]} id")
         codes[i] = index.setdefault(value, len(index))
     return codes, list(index)

@@ -205,11 +205,11 @@ class ReplicateMetrics:
         Returns:
             ``{name: [B] float64}``; NaN where a metric is undefined (AUROC without both classes).
         """
-        w = np.asarray(weights, dtype=np.float64)
+        w = np.asarray(weights)
         if w.ndim != 2 or w.shape[1] != self.n_units:
             raise ValueError(f"weights must have shape [B, {self.n_units}], got {w.shape}")
         step = max(1, _CHUNK_ELEMENTS // self._per_replicate)
-        chunks = [self._chunk(w[i : i + step]) for i in range(0, len(w), step)]
+        chunks = [self._chunk(w[i : i + step].astype(np.float64)) for i in range(0, len(w), step)]
         return {name: np.concatenate([chunk[name] for chunk in chunks]) for name in self.names}
 
     def estimate(self) -> dict[str, float]:

@@ -19,6 +19,7 @@ from breakhis_lit.stats import (
     patient_bootstrap,
     resample_weights,
 )
+from breakhis_lit.stats.bootstrap import jackknife_weights
 
 
 def group_statistics(pred: Predictions):
@@ -194,3 +195,14 @@ def test_coverage_of_patient_vs_image_bootstrap() -> None:
     assert 0.93 <= coverage["expanded"] <= 0.97
     assert 0.90 <= coverage["bca"] <= 0.97
     assert coverage["image"] < 0.80
+
+
+def test_resample_and_jackknife_weights() -> None:
+    weights = resample_weights(25, 4000, seed=0)
+    assert weights.shape == (4000, 25)
+    assert np.all(weights.sum(axis=1) == 25)
+    # Multinomial(25, 1/25) counts: mean 1, variance 24/25.
+    assert weights.mean() == pytest.approx(1.0)
+    assert weights.var() == pytest.approx(24 / 25, rel=0.03)
+    np.testing.assert_array_equal(jackknife_weights(6), 1 - np.eye(6, dtype=int))
+    np.testing.assert_array_equal(jackknife_weights(6, 2, 5), (1 - np.eye(6, dtype=int))[2:5])
