@@ -18,7 +18,8 @@ def resample_weights(n_units: int, n_resamples: int, seed: Seed = 0) -> np.ndarr
     """Bootstrap replicates as multinomial counts: row ``b`` says how often each unit is drawn.
 
     Each replicate draws ``n_units`` units with replacement, as ``rng.integers(0, n_units, (n_resamples,
-    n_units))`` (the draws of ``scipy.stats.bootstrap``), turned into counts.
+    n_units))`` (the draws of ``scipy.stats.bootstrap``), turned into counts: counts let every metric of every
+    replicate come from one matrix product with per-unit statistics.
 
     Args:
         n_units: Number of units ``U`` (groups or images).

@@ -108,7 +108,7 @@ def reliability_bins(probs: Any, labels: Any, n_bins: int = N_BINS) -> Reliabili
 
     Bins are ``[k/n, (k+1)/n)`` with the last one closed, so a confidence of exactly 1 falls into the last bin
     (torchmetrics' ECE gives it a bin of its own; the two agree unless some confidence is exactly 1). What is
-    binned follows :func:`expected_calibration_error`.
+    binned follows :func:`expected_calibration_error`. Written here because torchmetrics does not return its bins.
 
     Raises:
         BreakHisError: On inputs that are not probabilities and class indices, or ``n_bins < 1``.
@@ -163,7 +163,8 @@ def choose_threshold(probs: Any, labels: Any) -> ThresholdChoice:
     lowest and "all negative" above the highest); a gap is represented by its midpoint (the lowest score's
     gap by the midpoint of ``[0, lowest)``, the highest's by that of ``[highest, 1]``). Tie rule: among gaps of
     maximal balanced accuracy, the midpoint closest to 0.5 (the package's default threshold), and of two
-    equally close, the lower one.
+    equally close, the lower one. Written as one sort and cumulative counts rather than a metric call per
+    candidate threshold.
 
     Args:
         probs: Validation probabilities ``[N, 2]``.

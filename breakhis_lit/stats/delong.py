@@ -26,7 +26,8 @@ def delong_covariance(scores: np.ndarray, positive: np.ndarray) -> tuple[np.ndar
     the positives and over the negatives (DeLong, DeLong & Clarke-Pearson 1988). The placement values come from
     midranks (``scipy.stats.rankdata``), :math:`V_{10}(X_i) = (R_i - R^X_i)/n` and
     :math:`V_{01}(Y_j) = 1 - (R_j - R^Y_j)/m` with :math:`R` the midrank among all images and :math:`R^X, R^Y`
-    within the positives or negatives (Sun & Xu 2014): ``O(K N log N)`` instead of ``O(K m n)``.
+    within the positives or negatives (Sun & Xu 2014): ``O(K N log N)`` instead of ``O(K m n)``. Written here
+    because neither scipy nor statsmodels provides DeLong's test.
 
     Args:
         scores: ``[K, N]`` scores (higher means more likely positive).

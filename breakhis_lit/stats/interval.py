@@ -87,6 +87,8 @@ def bca_levels(estimate: float, replicates: np.ndarray, jackknife: np.ndarray, l
         \qquad \alpha_{1,2} = \Phi\Big(\hat z_0 + \frac{\hat z_0 + z_{\alpha}}{1 - \hat a (\hat z_0 + z_{\alpha})}\Big)
 
     with :math:`z_\alpha = \Phi^{-1}((1 \mp \text{level})/2)` and :math:`\hat a` from :func:`acceleration`.
+    Written here because scipy's BCa needs the statistic as a callable on resampled data and re-runs the
+    jackknife; here the replicates and the jackknife come from the vectorised metrics.
     Where every replicate lies on one side of the estimate (:math:`\hat z_0 = \pm\infty`) both levels are 0 or 1.
     """
     b = replicates.size

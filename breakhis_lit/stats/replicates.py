@@ -37,7 +37,8 @@ def count_metrics(confusion: np.ndarray, class_names: Sequence[str]) -> dict[str
 
     Same definitions as :mod:`breakhis_lit.metrics`: scikit-learn's "present classes" (targets or predictions)
     in the macro averages, balanced accuracy over the classes present in the targets, imbalanced-learn's G-mean
-    and IBA (``alpha=0.1``, squared, dominance from the macro sensitivity and specificity), 0 for 0/0.
+    and IBA (``alpha=0.1``, squared, dominance from the macro sensitivity and specificity), 0 for 0/0. Written
+    here because it is vectorised over replicates; torchmetrics and imbalanced-learn score one sample per call.
 
     Args:
         confusion: Counts (or weights) ``[B, C, C]``, rows true class, columns predicted class.
@@ -89,7 +90,8 @@ class ReplicateMetrics:
     confusion counts for the label metrics, a weighted Mann–Whitney for AUROC (:class:`WeightedAUROC`), and for
     the patient metrics either per-unit sums of fixed patient decisions (when every patient lies in one unit) or
     weighted per-patient sums of probabilities (image units: a patient's mean probability then changes with the
-    replicate, and a patient none of whose images is drawn is left out).
+    replicate, and a patient none of whose images is drawn is left out). Written here because
+    ``scipy.stats.bootstrap`` resamples observations, not clusters, and calls the metric once per replicate.
 
     Args:
         pred: The run's predictions.
@@ -116,7 +118,6 @@ class ReplicateMetrics:
         if self.n_units < 2:
             raise BreakHisError(f"{pred.name}: a bootstrap needs at least 2 {unit}s, got {self.n_units}")
         c = pred.num_classes
-        self._units = units
         self._per_replicate = self.n_units * c * c  # elements of the per-unit confusion product
 
         cells = pred.labels * c + pred.preds
@@ -155,7 +156,6 @@ class ReplicateMetrics:
             self._patient_score = np.bincount(patient_units, weights=score, minlength=self.n_units)
         else:
             order = np.argsort(codes, kind="stable")
-            self._order = order
             self._starts = np.flatnonzero(np.r_[True, codes[order][1:] != codes[order][:-1]])
             self._sorted_units = units[order]
             self._sorted_probs = pred.probs[order]
