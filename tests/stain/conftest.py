@@ -36,4 +36,3 @@ def samples_224(sample_arrays: list[np.ndarray]) -> torch.Tensor:
     """The samples squashed to 224 x 224 (bilinear, as the image cache), uint8 ``[18, 3, 224, 224]``."""
     small = [np.asarray(Image.fromarray(a).resize((224, 224), Image.Resampling.BILINEAR)) for a in sample_arrays]
     return torch.from_numpy(np.stack(small)).permute(0, 3, 1, 2).contiguous()
-

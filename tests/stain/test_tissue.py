@@ -20,7 +20,8 @@ def test_white_is_not_tissue():
 
 
 @pytest.mark.parametrize(
-    "bad", [torch.zeros(1, 3, 4, 4), torch.zeros(3, 4, 4, dtype=torch.uint8), torch.zeros(1, 4, 4, 4, dtype=torch.uint8)]
+    "bad",
+    [torch.zeros(1, 3, 4, 4), torch.zeros(3, 4, 4, dtype=torch.uint8), torch.zeros(1, 4, 4, 4, dtype=torch.uint8)],
 )
 def test_check_uint8_images(bad):
     with pytest.raises(ValueError, match="expected uint8 images"):
