@@ -170,3 +170,19 @@ def test_default_strength_changes_images_as_much_as_tellez_hed_light(samples_224
     assert (DEFAULT_SCALE, DEFAULT_BIAS) == (0.05, 0.02)
     assert 18 < theirs_mean < 27
     assert 0.8 < ours_mean / theirs_mean < 1.25, (ours_mean, theirs_mean)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_apply_never_waits_and_matches_the_cpu():
+    x = (_images(8, 64, 64) * 255).to(torch.uint8)
+    aug = HEDJitter()
+    expected = aug(x, generator=torch.Generator().manual_seed(0))
+    x_gpu = x.cuda()
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        y = aug(x_gpu, generator=torch.Generator().manual_seed(0))
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    torch.testing.assert_close(y.cpu(), expected, rtol=0, atol=1e-5)

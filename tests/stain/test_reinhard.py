@@ -1,3 +1,5 @@
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -140,3 +142,18 @@ def test_bad_options(option, value):
 def test_other_targets_are_refused(samples_224):
     with pytest.raises(BreakHisError, match="given to the Reinhard normaliser"):
         ReinhardNormalizer().normalize(samples_224[:1], IdentityTarget())
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_matches_the_cpu(samples_224):
+    n = ReinhardNormalizer()
+    target = n.fit(samples_224[:1])
+    fitted = n.fit(samples_224[:1].cuda())
+    for name, value in dataclasses.asdict(target).items():
+        np.testing.assert_allclose(np.array(dataclasses.asdict(fitted)[name]), np.array(value), rtol=1e-4, atol=1e-4)
+    cpu = n.normalize(samples_224, target)
+    gpu = n.normalize(samples_224.cuda(), target)
+    assert gpu.device.type == "cuda"
+    assert (gpu.cpu().int() - cpu.int()).abs().max() <= 1
+    assert (gpu.cpu() != cpu).float().mean() < 1e-3
