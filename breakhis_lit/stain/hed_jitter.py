@@ -6,10 +6,11 @@ of :func:`breakhis_lit.stain.hed.rgb_to_hed` (scikit-image 0.19 and later, uncli
 
 Defaults: ``scale = 0.05`` is the "HED-light" factor range of Tellez et al. (IEEE TMI 37(9), 2018; Medical Image
 Analysis 58, 2019). Their shift, also 0.05, was applied in the HED space of scikit-image before 0.19
-(``-ln(rgb + 2) @ hed_from_rgb``, the transform of their released augmenter), not in OD: there 0.05 moves
-colours by about 0.05 * 3 in intensity, here it would move OD by 0.05 * ln(1e6) = 0.69 and turn white
-background blue or green. ``bias = 0.02`` is the shift that, with ``scale = 0.05``, changes the 18 sample images
-by the same mean absolute amount as their HED-light (22 grey levels; ``tests/stain/test_hed_jitter.py``).
+(``-ln(rgb + 2) @ hed_from_rgb``, the transform of their released augmenter), not in OD: there a shift ``b``
+multiplies ``rgb + 2`` by ``exp(-b * v)`` (``v`` the stain's OD vector), about ``3 * b * v`` in intensity near
+white; here 0.05 would add ``0.05 * ln(1e6) = 0.69`` to the natural-log OD and turn white background blue or green.
+``bias = 0.02`` is the shift that, with ``scale = 0.05``, changes the 18 real sample images by the same mean
+absolute amount as their HED-light does (about 21 grey levels; ``tests/stain/test_hed_jitter.py``).
 
 HED conversion, jitter and conversion back are all linear in the logarithm of the image, so :func:`apply` folds
 them into one ``3 x 3`` matrix and one offset per sample: one logarithm, one batched matrix product and one

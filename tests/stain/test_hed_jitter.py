@@ -155,7 +155,8 @@ def _tellez_hed_light(img: np.ndarray, alpha: np.ndarray, beta: np.ndarray) -> n
 def test_default_strength_changes_images_as_much_as_tellez_hed_light(samples_224):
     """The default (0.05, 0.02) moves the samples by as many grey levels on average as Tellez's (0.05, 0.05).
 
-    Measured: about 22 grey levels each (mean absolute change over pixels, channels and 10 draws per sample).
+    Measured at 224 px: 20.9 grey levels here, 20.2 for theirs (mean absolute change over pixels, channels and
+    10 draws per sample).
     """
     x = samples_224.double() / 255
     rng = np.random.default_rng(0)
