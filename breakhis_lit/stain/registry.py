@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 from typing import Any
 
@@ -34,12 +35,13 @@ def get_normalizer(name: str, **options: Any) -> StainNormalizer:
     cls = NORMALIZERS.get(name)
     if cls is None:
         raise _unknown(name)
-    try:
-        return cls(**options)
-    except TypeError:
+    accepted = set(inspect.signature(cls).parameters)
+    unknown = sorted(set(options) - accepted)
+    if unknown:
         raise BreakHisError(
-            f"stain normalisation {name!r}: options {sorted(options)} not all accepted; see help({cls.__name__})"
-        ) from None
+            f"stain normalisation {name!r}: unknown option(s) {', '.join(unknown)}; use {', '.join(sorted(accepted))}"
+        )
+    return cls(**options)
 
 
 def target_from_dict(data: dict[str, Any]) -> StainTarget:
