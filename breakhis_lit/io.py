@@ -3,14 +3,33 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 
+_TEMP_ATTEMPTS = 100
+
+
+def _create_temp(path: Path) -> tuple[int, Path]:
+    """Create a new, empty temporary file beside ``path``; returns its descriptor and path.
+
+    The file is created with mode ``0o666`` filtered by the process umask (as ``open`` does), so the renamed file
+    gets the same permissions as any other file this process writes (``tempfile.mkstemp`` would give ``0o600``).
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
+    for _ in range(_TEMP_ATTEMPTS):
+        tmp = path.parent / f".{path.name}.{os.urandom(4).hex()}.tmp"
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"{path.parent}: no free temporary file name for {path.name}")
+
 
 def atomic_write(path: str | Path, write: Callable[[BinaryIO], object], *, fsync: bool = True) -> Path:
     """Write ``path`` through a temporary file in the same folder and ``os.replace``.
+
+    The result has the permissions of a plainly created file (``0o666`` less the umask).
 
     Args:
         path: Destination file; its folder is created when missing.
@@ -23,7 +42,7 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], object], *, fsync
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = _create_temp(path)
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
@@ -32,7 +51,7 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], object], *, fsync
                 os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     return path
 
