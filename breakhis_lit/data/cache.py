@@ -276,20 +276,54 @@ def cache_files(cache_dir: Path, key: str) -> tuple[Path, Path]:
     return cache_dir / f"breakhis-{key}.npy", cache_dir / f"breakhis-{key}.json"
 
 
-def load_cache(cache_dir: Path, key: str, size: int, n_files: int) -> CachedImages | None:
-    """Load a complete cache, or return ``None`` when absent, incomplete or from another version."""
-    npy, meta_path = cache_files(cache_dir, key)
-    try:
-        meta = json.loads(meta_path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
-    if (
-        meta.get("version") != CACHE_VERSION
-        or meta.get("key") != key
-        or meta.get("size") != size
-        or len(meta.get("paths", [])) + len(meta.get("bad", [])) != n_files
+def _meta_problem(meta: object) -> str | None:
+    """Why a parsed metadata object of the current version is unusable, or ``None`` when it is sound."""
+    if not isinstance(meta, dict):
+        return f"a JSON {type(meta).__name__}, not an object"
+    paths, bad = meta.get("paths"), meta.get("bad")
+    if not isinstance(meta.get("key"), str) or not isinstance(meta.get("size"), int):
+        return "no key or size"
+    if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
+        return "no list of paths"
+    if not isinstance(bad, list) or not all(
+        isinstance(b, list) and len(b) == 2 and all(isinstance(x, str) for x in b) for b in bad
     ):
-        log.info("cache %s is stale or from another version: rebuilding", meta_path)
+        return "no list of unreadable files"
+    return None
+
+
+def _read_meta(meta_path: Path) -> dict | None:
+    """Read a cache's metadata; ``None`` (after a warning unless it is simply absent) when it is unusable."""
+    try:
+        raw = meta_path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as err:
+        log.warning("cannot read the cache metadata %s (%s); rebuilding the cache", meta_path, err.strerror or err)
+        return None
+    try:
+        meta = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        log.warning("cache metadata %s is damaged (not JSON); rebuilding the cache", meta_path)
+        return None
+    if isinstance(meta, dict) and meta.get("version") != CACHE_VERSION:
+        log.info("cache %s is from another version: rebuilding", meta_path)
+        return None
+    problem = _meta_problem(meta)
+    if problem is not None:
+        log.warning("cache metadata %s is damaged (%s); rebuilding the cache", meta_path, problem)
+        return None
+    return meta
+
+
+def load_cache(cache_dir: Path, key: str, size: int, n_files: int) -> CachedImages | None:
+    """Load a complete cache, or return ``None`` when absent, incomplete, damaged or from another version."""
+    npy, meta_path = cache_files(cache_dir, key)
+    meta = _read_meta(meta_path)
+    if meta is None:
+        return None
+    if meta["key"] != key or meta["size"] != size or len(meta["paths"]) + len(meta["bad"]) != n_files:
+        log.info("cache %s is stale: rebuilding", meta_path)
         return None
     try:
         images = np.load(npy, allow_pickle=False)

@@ -247,3 +247,31 @@ def test_stalled_workers_fall_back_to_in_process(pngs, monkeypatch, caplog):
     result = decode_images(pngs * 6, size=8, num_workers=2, progress=False)
     assert len(result.ok) == 72
     assert "stalled" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"\x89PNG\r\n\x1a\n\x00\xff\xfe binary garbage",
+        b"[]",
+        b'"a string"',
+        b"null",
+        b'{"version": %d, "key": "k", "size": 16, "paths": 7, "bad": []}' % cache_mod.CACHE_VERSION,
+    ],
+    ids=["binary", "list", "string", "null", "wrong-types"],
+)
+def test_damaged_metadata_is_rebuilt_with_a_warning(pngs, tmp_path, monkeypatch, caplog, content):
+    cdir = tmp_path / "c"
+    first = load_or_build(_files(pngs), size=16, cache_dir=cdir, progress=False)
+    _npy, meta = cache_files(cdir, first.key)
+    meta.write_bytes(content)
+    again = load_or_build(_files(pngs), size=16, cache_dir=cdir, progress=False)
+    assert again.built
+    assert np.array_equal(again.images, first.images)
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1
+    assert str(meta) in warnings[0]
+    assert "rebuilding" in warnings[0]
+    assert "\n" not in warnings[0]
+    monkeypatch.setattr(cache_mod, "decode_image", _no_decoding)  # the rebuilt cache is whole again
+    assert not load_or_build(_files(pngs), size=16, cache_dir=cdir, progress=False).built
