@@ -336,14 +336,23 @@ def load_cache(cache_dir: Path, key: str, size: int, n_files: int) -> CachedImag
 
 
 @contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
+def _file_lock(path: Path) -> Iterator[OSError | None]:
+    """Hold a file lock on ``path``; yields ``None``, or (unlocked) the error when the lock cannot be created."""
     try:
         from filelock import FileLock
     except ImportError:  # pragma: no cover - filelock comes with torch
-        yield
+        yield None
         return
-    with FileLock(str(path)):
-        yield
+    lock = FileLock(str(path))
+    try:
+        lock.acquire()
+    except OSError as err:  # a read-only folder or file system
+        yield err
+        return
+    try:
+        yield None
+    finally:
+        lock.release()
 
 
 def load_or_build(
@@ -360,7 +369,8 @@ def load_or_build(
     """Load the cache of a file list, decoding and persisting it first if needed.
 
     Unreadable files never stop the build: they are recorded in the cache (``bad``) and the caller decides
-    (error or skip).
+    (error or skip). A cache folder that cannot be written (read-only) is still read; without a usable cache
+    the images are decoded and used without being stored (one warning).
 
     Args:
         files: ``(relative path, file path on disk)`` pairs, in the order the rows should have.
@@ -369,14 +379,15 @@ def load_or_build(
         extra_key: Extra text entering the cache key.
         num_workers: Decoding processes (default: all cores).
         progress: Show a progress bar while decoding.
-        build: If ``False``, never decode: raise when the cache is absent (DDP non-zero ranks after the barrier).
+        build: If ``False``, never decode: raise when the cache is absent (DDP non-zero ranks after the barrier);
+            ignored when the cache folder is not writable (every rank decodes then).
         lock: Hold a file lock while checking/building (several processes on one machine).
 
     Returns:
         The :class:`CachedImages`.
 
     Raises:
-        BreakHisError: If the cache folder cannot be written, or ``build`` is ``False`` and no cache exists.
+        BreakHisError: If the cache folder cannot be created, or ``build`` is ``False`` and no cache exists.
     """
     if size < 1:
         raise BreakHisError(f"image_size {size}: must be a positive number of pixels; pass e.g. --data.image_size 224")
@@ -389,11 +400,18 @@ def load_or_build(
         ) from None
     key = cache_key(files, size, extra=extra_key)
     ctx = _file_lock(cdir / f"breakhis-{key}.lock") if lock else contextlib.nullcontext()
-    with ctx:
+    with ctx as unwritable:
         cached = load_cache(cdir, key, size, len(files))
         if cached is not None:
             return cached
-        if not build:
+        if unwritable is not None:
+            log.warning(
+                "cache folder %s is not writable (%s); continuing without the cache, so images are decoded on "
+                "every run; pass --data.cache_dir or set BREAKHIS_CACHE to a writable folder",
+                cdir,
+                unwritable.strerror or unwritable,
+            )
+        elif not build:
             raise BreakHisError(
                 f"{cdir}: cache {key} missing after rank zero built it; use a cache_dir shared by all ranks"
             )
@@ -401,11 +419,19 @@ def load_or_build(
         paths = [files[i][0] for i in result.ok]
         rel_of = {str(p): rel for rel, p in files}
         bad = [(rel_of.get(p, p), reason) for p, reason in result.bad]
-        npy, meta_path = cache_files(cdir, key)
-        meta = {"version": CACHE_VERSION, "key": key, "size": size, "resize": "squash", "paths": paths, "bad": bad}
-        try:
-            atomic_write(npy, lambda f: np.save(f, result.images, allow_pickle=False))
-            atomic_write(meta_path, lambda f: f.write(json.dumps(meta).encode()))
-        except OSError as err:
-            log.warning("could not write the image cache to %s (%s); continuing without it", cdir, err)
+        if unwritable is None:
+            _write_cache(cdir, key, size, paths, bad, result.images)
         return CachedImages(result.images, paths, bad, key, built=True)
+
+
+def _write_cache(
+    cdir: Path, key: str, size: int, paths: list[str], bad: list[tuple[str, str]], images: np.ndarray
+) -> None:
+    """Persist a decoded cache (array first, metadata last); a failure only logs a warning."""
+    npy, meta_path = cache_files(cdir, key)
+    meta = {"version": CACHE_VERSION, "key": key, "size": size, "resize": "squash", "paths": paths, "bad": bad}
+    try:
+        atomic_write(npy, lambda f: np.save(f, images, allow_pickle=False))
+        atomic_write(meta_path, lambda f: f.write(json.dumps(meta).encode()))
+    except OSError as err:
+        log.warning("could not write the image cache to %s (%s); continuing without it", cdir, err)

@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from unprivileged import run_python
 
 from breakhis_lit.data import cache as cache_mod
 from breakhis_lit.data.cache import (
@@ -275,3 +276,60 @@ def test_damaged_metadata_is_rebuilt_with_a_warning(pngs, tmp_path, monkeypatch,
     assert "\n" not in warnings[0]
     monkeypatch.setattr(cache_mod, "decode_image", _no_decoding)  # the rebuilt cache is whole again
     assert not load_or_build(_files(pngs), size=16, cache_dir=cdir, progress=False).built
+
+
+def _refuse_creating_files_in(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make every attempt to create a file in ``folder`` fail as in a read-only folder."""
+    real_open = os.open
+
+    def guarded(path, flags, *args, **kwargs):
+        if flags & os.O_CREAT and Path(path).parent == folder:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", guarded)
+
+
+def test_read_only_cache_folder_continues_without_the_cache(pngs, tmp_path, monkeypatch, caplog):
+    cdir = tmp_path / "ro"
+    cdir.mkdir()
+    _refuse_creating_files_in(cdir, monkeypatch)  # the lock file and the cache files alike
+    first = load_or_build(_files(pngs), size=16, cache_dir=cdir, progress=False, build=False)
+    assert first.built
+    assert first.images.shape == (12, 3, 16, 16)
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1
+    assert f"cache folder {cdir} is not writable (Permission denied); continuing without the cache" in warnings[0]
+    assert "--data.cache_dir" in warnings[0]
+    assert list(cdir.iterdir()) == []
+
+
+def test_read_only_cache_folder_with_a_cache_is_still_used(pngs, tmp_path, monkeypatch, caplog):
+    cdir = tmp_path / "ro"
+    first = load_or_build(_files(pngs), size=16, cache_dir=cdir, progress=False)
+    for lock in cdir.glob("*.lock"):
+        lock.unlink()
+    _refuse_creating_files_in(cdir, monkeypatch)
+    monkeypatch.setattr(cache_mod, "decode_image", _no_decoding)
+    again = load_or_build(_files(pngs), size=16, cache_dir=cdir, progress=False)
+    assert not again.built
+    assert np.array_equal(again.images, first.images)
+
+
+def test_read_only_cache_folder_for_real(pngs, tmp_path):
+    cdir = tmp_path / "ro"
+    cdir.mkdir()
+    cdir.chmod(0o555)
+    code = (
+        "import sys; from pathlib import Path; from breakhis_lit.data.cache import load_or_build\n"
+        "files = [(p.name, p) for p in sorted(Path(sys.argv[1]).glob('*.png'))]\n"
+        "print(load_or_build(files, size=16, cache_dir=sys.argv[2], progress=False).images.shape)\n"
+    )
+    try:
+        proc = run_python("-c", code, str(pngs[0].parent), str(cdir))
+    finally:
+        cdir.chmod(0o755)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "(12, 3, 16, 16)"
+    assert f"cache folder {cdir} is not writable" in proc.stderr
+    assert list(cdir.iterdir()) == []
