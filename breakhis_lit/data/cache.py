@@ -14,6 +14,8 @@ import json
 import logging
 import multiprocessing
 import os
+import re
+import struct
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -73,6 +75,33 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
+def _declared_size(path: str) -> tuple[int, int] | None:
+    """The pixel size an image file's header declares, read without Pillow's decompression-bomb check."""
+    try:
+        with open(path, "rb") as fp:
+            prefix = fp.read(16)
+            for fmt in Image.ID:
+                factory, accept = Image.OPEN[fmt]
+                if accept is not None and accept(prefix) is not True:
+                    continue
+                fp.seek(0)
+                try:
+                    return tuple(factory(fp, path).size)
+                except (SyntaxError, IndexError, TypeError, ValueError, struct.error):
+                    continue
+    except Exception:  # the size only words a message: any failure leaves it out
+        return None
+    return None
+
+
+def _too_large(path: str, err: Exception) -> str:
+    size = _declared_size(path)
+    if size is not None:
+        return f"too large: {size[0]}×{size[1]} pixels"
+    pixels = re.search(r"\((\d+) pixels\)", str(err))
+    return f"too large: {pixels.group(1)} pixels" if pixels else "too large"
+
+
 def decode_image(path: str | os.PathLike, size: int | None = 224) -> np.ndarray:
     """Decode an image file to a uint8 ``[3, H, W]`` array, resized (squashed) to ``size x size``.
 
@@ -84,7 +113,8 @@ def decode_image(path: str | os.PathLike, size: int | None = 224) -> np.ndarray:
         The uint8 array, channels first.
 
     Raises:
-        BadImageError: If the file cannot be decoded (zero bytes, truncated, not an image...).
+        BadImageError: If the file cannot be decoded (zero bytes, truncated, not an image, more pixels than
+            Pillow's decompression-bomb limit ``PIL.Image.MAX_IMAGE_PIXELS`` allows...).
     """
     p = str(path)
     try:
@@ -104,6 +134,8 @@ def decode_image(path: str | os.PathLike, size: int | None = 224) -> np.ndarray:
         raise BadImageError(p, "file not found") from None
     except UnidentifiedImageError:
         raise BadImageError(p, "not a readable image") from None
+    except Image.DecompressionBombError as err:
+        raise BadImageError(p, _too_large(p, err)) from None
     except (OSError, SyntaxError, ValueError, EOFError) as err:
         text = str(err).lower()
         reason = "truncated" if "truncated" in text or "eof" in text or isinstance(err, EOFError) else f"corrupt: {err}"

@@ -333,3 +333,22 @@ def test_read_only_cache_folder_for_real(pngs, tmp_path):
     assert proc.stdout.strip() == "(12, 3, 16, 16)"
     assert f"cache folder {cdir} is not writable" in proc.stderr
     assert list(cdir.iterdir()) == []
+
+
+def _huge_png(path: Path) -> Path:
+    """A real 15000x15000 PNG (1-bit, 120 kB): beyond Pillow's decompression-bomb limit."""
+    Image.new("1", (15000, 15000)).save(path, compress_level=1)
+    return path
+
+
+def test_too_large_image_is_a_bad_image(pngs, tmp_path):
+    huge = _huge_png(tmp_path / "src" / "huge.png")
+    with pytest.raises(BadImageError) as err:
+        decode_image(huge)
+    assert err.value.reason == "too large: 15000×15000 pixels"
+    result = decode_images([pngs[0], huge, pngs[1]], size=8, num_workers=1, progress=False)
+    assert result.ok == [0, 2]
+    assert result.bad == [(str(huge), "too large: 15000×15000 pixels")]
+    cached = load_or_build(_files([pngs[0], huge, pngs[1]]), size=8, cache_dir=tmp_path / "c", progress=False)
+    assert cached.bad == [("huge.png", "too large: 15000×15000 pixels")]
+    assert cached.paths == [pngs[0].name, pngs[1].name]

@@ -223,6 +223,28 @@ def test_bad_image_error_and_skip(demo_root, tmp_path, caplog):
     assert n == 144 - 2
 
 
+def test_too_large_image_named_and_skipped(demo_root, tmp_path, caplog):
+    copy = tmp_path / "demo"
+    shutil.copytree(demo_root / "BreaKHis_v1", copy / "BreaKHis_v1", copy_function=os.link)
+    victim = sorted((copy / "BreaKHis_v1").rglob("*-40-002.png"))[0]
+    victim.unlink()  # do not write through the hard link into the shared demo data
+    Image.new("1", (15000, 15000)).save(victim, format="PNG", compress_level=1)
+    with pytest.raises(BreakHisError) as err:
+        _dm(copy).setup("fit")
+    message = str(err.value)
+    assert "\n" not in message
+    assert f"{victim.name} (too large: 15000×15000 pixels)" in message
+    assert "--data.on_bad_image skip" in message
+    dm = _dm(copy, on_bad_image="skip")
+    with caplog.at_level(logging.WARNING):
+        dm.setup("fit")
+    assert "too large: 15000×15000 pixels" in caplog.text
+    assert [r.path for r in dm.split_rows if r.split == "skipped"] == [
+        f"BreaKHis_v1/{victim.relative_to(copy / 'BreaKHis_v1').as_posix()}"
+    ]
+    assert sum(len(dm.records(s)) for s in ("train", "val", "test")) == 144 - 1
+
+
 def test_predict_root_any_folder(demo_root, tmp_path):
     folder = tmp_path / "mine"
     (folder / "sub").mkdir(parents=True)
