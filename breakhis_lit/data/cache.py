@@ -4,6 +4,9 @@ The cache file name is a hash of the file list (relative path, size, mtime), the
 and :data:`CACHE_VERSION`, so a changed file, image size or preprocessing version gives a new cache instead of
 a misread one. Files are written to a temporary name and moved into place with :func:`os.replace`; the
 metadata ``.json`` is written last and marks the cache as complete, so a build killed half-way is never used.
+Files whose content cannot be decoded are remembered as bad; files that could not be read at all (permission
+denied, not found, I/O errors) are not: they are tried again on every load, and the cache is rebuilt as soon as
+they can be read.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from breakhis_lit.io import atomic_write
 log = logging.getLogger(__name__)
 
 #: Bump when decoding or resizing changes: older caches are then rebuilt, never misread.
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 #: Resize mode: ``squash`` resizes to ``size x size`` ignoring the aspect ratio (as the paper).
 RESIZE_MODES = ("squash",)
 _SERIAL_BELOW_BYTES = 16 << 20
@@ -47,16 +50,21 @@ def default_cache_dir() -> Path:
 
 
 class BadImageError(Exception):
-    """An image file that cannot be decoded; ``reason`` is short (``zero bytes``, ``truncated``...)."""
+    """An image file that cannot be decoded; ``reason`` is short (``zero bytes``, ``truncated``...).
 
-    def __init__(self, path: str, reason: str) -> None:
+    ``transient`` marks failures of reading rather than of the content (permission denied, file not found, I/O
+    errors): they may be gone on the next try, so they are never remembered by the cache.
+    """
+
+    def __init__(self, path: str, reason: str, transient: bool = False) -> None:
         super().__init__(f"{path} ({reason})")
         self.path = path
         self.reason = reason
+        self.transient = transient
 
-    def __reduce__(self) -> tuple[type, tuple[str, str]]:
-        # Pickled back from decoding workers: rebuild from both fields, not from the message.
-        return (type(self), (self.path, self.reason))
+    def __reduce__(self) -> tuple[type, tuple[str, str, bool]]:
+        # Pickled back from decoding workers: rebuild from the fields, not from the message.
+        return (type(self), (self.path, self.reason, self.transient))
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:
@@ -131,16 +139,26 @@ def decode_image(path: str | os.PathLike, size: int | None = 224) -> np.ndarray:
     except BadImageError:
         raise
     except FileNotFoundError:
-        raise BadImageError(p, "file not found") from None
+        raise BadImageError(p, "file not found", transient=True) from None
+    except PermissionError:
+        raise BadImageError(p, "permission denied", transient=True) from None
     except UnidentifiedImageError:
         raise BadImageError(p, "not a readable image") from None
     except Image.DecompressionBombError as err:
         raise BadImageError(p, _too_large(p, err)) from None
-    except (OSError, SyntaxError, ValueError, EOFError) as err:
-        text = str(err).lower()
-        reason = "truncated" if "truncated" in text or "eof" in text or isinstance(err, EOFError) else f"corrupt: {err}"
-        raise BadImageError(p, reason) from None
+    except OSError as err:
+        if err.errno is not None:  # the operating system failed to read the file; Pillow's errors have none
+            raise BadImageError(p, f"read error: {err.strerror or err}", transient=True) from None
+        raise BadImageError(p, _content_error(err)) from None
+    except (SyntaxError, ValueError, EOFError) as err:
+        raise BadImageError(p, _content_error(err)) from None
     return np.ascontiguousarray(arr.transpose(2, 0, 1))
+
+
+def _content_error(err: Exception) -> str:
+    """The reason for a file whose content Pillow cannot decode."""
+    text = str(err).lower()
+    return "truncated" if "truncated" in text or "eof" in text or isinstance(err, EOFError) else f"corrupt: {err}"
 
 
 def _decode_task(args: tuple[str, int | None]) -> np.ndarray | BadImageError:
@@ -162,11 +180,14 @@ class DecodeResult:
         images: uint8 ``[N_ok, 3, size, size]`` array of the readable images, in input order.
         ok: Input indexes of the rows of ``images``.
         bad: ``(path, reason)`` of every unreadable file, in input order.
+        transient: Paths of ``bad`` whose failure is one of reading, not of the content (permission denied,
+            file not found, I/O error): worth another try later.
     """
 
     images: np.ndarray
     ok: list[int]
     bad: list[tuple[str, str]] = field(default_factory=list)
+    transient: list[str] = field(default_factory=list)
 
 
 def _pool_context() -> multiprocessing.context.BaseContext:
@@ -213,6 +234,7 @@ def decode_images(
     out = np.empty((n, 3, size, size), dtype=np.uint8)
     ok: list[int] = []
     bad: list[tuple[str, str]] = []
+    transient: list[str] = []
     if num_workers is None:
         num_workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     tasks = [(str(p), size) for p in paths]
@@ -221,6 +243,8 @@ def decode_images(
     def record(i: int, res: np.ndarray | BadImageError) -> None:
         if isinstance(res, BadImageError):
             bad.append((res.path, res.reason))
+            if res.transient:
+                transient.append(res.path)
         else:
             out[len(ok)] = res
             ok.append(i)
@@ -250,7 +274,7 @@ def decode_images(
     finally:
         bar.close()
     images = out if len(ok) == n else out[: len(ok)].copy()
-    return DecodeResult(images=images, ok=ok, bad=bad)
+    return DecodeResult(images=images, ok=ok, bad=bad, transient=transient)
 
 
 def bad_images_message(bad: Sequence[tuple[str, str]], option: str = "--data.on_bad_image skip") -> str:
@@ -312,15 +336,17 @@ def _meta_problem(meta: object) -> str | None:
     """Why a parsed metadata object of the current version is unusable, or ``None`` when it is sound."""
     if not isinstance(meta, dict):
         return f"a JSON {type(meta).__name__}, not an object"
-    paths, bad = meta.get("paths"), meta.get("bad")
+    paths = meta.get("paths")
     if not isinstance(meta.get("key"), str) or not isinstance(meta.get("size"), int):
         return "no key or size"
     if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
         return "no list of paths"
-    if not isinstance(bad, list) or not all(
-        isinstance(b, list) and len(b) == 2 and all(isinstance(x, str) for x in b) for b in bad
-    ):
-        return "no list of unreadable files"
+    for name in ("bad", "retry"):
+        pairs = meta.get(name)
+        if not isinstance(pairs, list) or not all(
+            isinstance(b, list) and len(b) == 2 and all(isinstance(x, str) for x in b) for b in pairs
+        ):
+            return f"no list of {'unreadable' if name == 'bad' else 'unread'} files"
     return None
 
 
@@ -348,14 +374,26 @@ def _read_meta(meta_path: Path) -> dict | None:
     return meta
 
 
-def load_cache(cache_dir: Path, key: str, size: int, n_files: int) -> CachedImages | None:
-    """Load a complete cache, or return ``None`` when absent, incomplete, damaged or from another version."""
+def load_cache(
+    cache_dir: Path, key: str, size: int, files: Sequence[tuple[str, str | os.PathLike]]
+) -> CachedImages | None:
+    """Load a complete cache, or return ``None`` when absent, incomplete, damaged or from another version.
+
+    Files that could not be read when the cache was built (permission denied, not found, I/O error) are tried
+    again: still unreadable, they are reported in ``bad``; readable now, the cache is rebuilt (``None``).
+    """
     npy, meta_path = cache_files(cache_dir, key)
     meta = _read_meta(meta_path)
     if meta is None:
         return None
-    if meta["key"] != key or meta["size"] != size or len(meta["paths"]) + len(meta["bad"]) != n_files:
+    retry = [tuple(b) for b in meta["retry"]]
+    n_listed = len(meta["paths"]) + len(meta["bad"]) + len(retry)
+    if meta["key"] != key or meta["size"] != size or n_listed != len(files):
         log.info("cache %s is stale: rebuilding", meta_path)
+        return None
+    still_bad = _retry_unread(files, retry, size)
+    if still_bad is None:
+        log.info("cache %s: files unreadable when it was built can be read now: rebuilding", meta_path)
         return None
     try:
         images = np.load(npy, allow_pickle=False)
@@ -364,7 +402,35 @@ def load_cache(cache_dir: Path, key: str, size: int, n_files: int) -> CachedImag
     if images.shape != (len(meta["paths"]), 3, size, size) or images.dtype != np.uint8:
         log.info("cache %s has an unexpected shape %s: rebuilding", npy, images.shape)
         return None
-    return CachedImages(images, list(meta["paths"]), [tuple(b) for b in meta["bad"]], key, built=False)
+    bad = [tuple(b) for b in meta["bad"]] + still_bad
+    return CachedImages(images, list(meta["paths"]), bad, key, built=False)
+
+
+def _retry_unread(
+    files: Sequence[tuple[str, str | os.PathLike]], retry: list[tuple[str, str]], size: int
+) -> list[tuple[str, str]] | None:
+    """Try again the files a build could not read.
+
+    Returns:
+        Their current ``(rel, reason)``, or ``None`` once any is readable or shows a content problem (the cache
+        must then be rebuilt).
+    """
+    if not retry:
+        return []
+    path_of = {rel: path for rel, path in files}
+    still: list[tuple[str, str]] = []
+    for rel, _ in retry:
+        if rel not in path_of:
+            return None
+        try:
+            decode_image(path_of[rel], size)
+        except BadImageError as err:
+            if not err.transient:
+                return None
+            still.append((rel, err.reason))
+            continue
+        return None
+    return still
 
 
 @contextlib.contextmanager
@@ -433,7 +499,7 @@ def load_or_build(
     key = cache_key(files, size, extra=extra_key)
     ctx = _file_lock(cdir / f"breakhis-{key}.lock") if lock else contextlib.nullcontext()
     with ctx as unwritable:
-        cached = load_cache(cdir, key, size, len(files))
+        cached = load_cache(cdir, key, size, files)
         if cached is not None:
             return cached
         if unwritable is not None:
@@ -451,17 +517,38 @@ def load_or_build(
         paths = [files[i][0] for i in result.ok]
         rel_of = {str(p): rel for rel, p in files}
         bad = [(rel_of.get(p, p), reason) for p, reason in result.bad]
+        unread = {rel_of.get(p, p) for p in result.transient}
         if unwritable is None:
-            _write_cache(cdir, key, size, paths, bad, result.images)
+            content = [b for b in bad if b[0] not in unread]
+            retry = [b for b in bad if b[0] in unread]
+            _write_cache(cdir, key, size, paths, content, retry, result.images)
         return CachedImages(result.images, paths, bad, key, built=True)
 
 
 def _write_cache(
-    cdir: Path, key: str, size: int, paths: list[str], bad: list[tuple[str, str]], images: np.ndarray
+    cdir: Path,
+    key: str,
+    size: int,
+    paths: list[str],
+    bad: list[tuple[str, str]],
+    retry: list[tuple[str, str]],
+    images: np.ndarray,
 ) -> None:
-    """Persist a decoded cache (array first, metadata last); a failure only logs a warning."""
+    """Persist a decoded cache (array first, metadata last); a failure only logs a warning.
+
+    ``bad`` files have undecodable content and are remembered as such; ``retry`` files could not be read
+    (permission denied...) and are tried again on every load.
+    """
     npy, meta_path = cache_files(cdir, key)
-    meta = {"version": CACHE_VERSION, "key": key, "size": size, "resize": "squash", "paths": paths, "bad": bad}
+    meta = {
+        "version": CACHE_VERSION,
+        "key": key,
+        "size": size,
+        "resize": "squash",
+        "paths": paths,
+        "bad": bad,
+        "retry": retry,
+    }
     try:
         atomic_write(npy, lambda f: np.save(f, images, allow_pickle=False))
         atomic_write(meta_path, lambda f: f.write(json.dumps(meta).encode()))

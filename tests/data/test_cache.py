@@ -352,3 +352,76 @@ def test_too_large_image_is_a_bad_image(pngs, tmp_path):
     cached = load_or_build(_files([pngs[0], huge, pngs[1]]), size=8, cache_dir=tmp_path / "c", progress=False)
     assert cached.bad == [("huge.png", "too large: 15000×15000 pixels")]
     assert cached.paths == [pngs[0].name, pngs[1].name]
+
+
+def _deny_reading(victim: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make opening ``victim`` fail as for a mode-000 file (its size and mtime stay readable)."""
+    real_open = Image.open
+
+    def guarded(fp, *args, **kwargs):
+        if str(fp) == str(victim):
+            raise PermissionError(13, "Permission denied", str(fp))
+        return real_open(fp, *args, **kwargs)
+
+    monkeypatch.setattr(cache_mod.Image, "open", guarded)
+
+
+def test_permission_denied_is_not_remembered(pngs, tmp_path, monkeypatch):
+    cdir, files = tmp_path / "c", _files(pngs)
+    with monkeypatch.context() as mp:
+        _deny_reading(pngs[3], mp)
+        denied = load_or_build(files, size=16, cache_dir=cdir, progress=False)
+        assert denied.bad == [(pngs[3].name, "permission denied")]
+        again = load_or_build(files, size=16, cache_dir=cdir, progress=False)  # still denied: from the cache
+        assert not again.built
+        assert again.bad == [(pngs[3].name, "permission denied")]
+    fixed = load_or_build(files, size=16, cache_dir=cdir, progress=False)  # same size and mtime: same key
+    assert fixed.key == denied.key
+    assert fixed.built
+    assert fixed.bad == []
+    assert fixed.paths == [p.name for p in pngs]
+    monkeypatch.setattr(cache_mod, "decode_image", _no_decoding)
+    warm = load_or_build(files, size=16, cache_dir=cdir, progress=False)
+    assert not warm.built
+    assert warm.bad == []
+    assert np.array_equal(warm.images, fixed.images)
+
+
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        (FileNotFoundError(2, "No such file or directory"), "file not found"),
+        (OSError(5, "Input/output error"), "read error: Input/output error"),
+    ],
+)
+def test_read_errors_are_not_remembered(pngs, tmp_path, monkeypatch, error, reason):
+    real_open = Image.open
+
+    def failing(fp, *args, **kwargs):
+        if str(fp) == str(pngs[0]):
+            raise error
+        return real_open(fp, *args, **kwargs)
+
+    with monkeypatch.context() as mp:
+        mp.setattr(cache_mod.Image, "open", failing)
+        assert load_or_build(_files(pngs), size=16, cache_dir=tmp_path, progress=False).bad == [(pngs[0].name, reason)]
+    assert load_or_build(_files(pngs), size=16, cache_dir=tmp_path, progress=False).bad == []
+
+
+def test_mode_000_file_for_real(pngs, tmp_path):
+    code = (
+        "import sys; from pathlib import Path; from breakhis_lit.data.cache import load_or_build\n"
+        "files = [(p.name, p) for p in sorted(Path(sys.argv[1]).glob('*.png'))]\n"
+        "print(load_or_build(files, size=16, cache_dir=sys.argv[2], progress=False).bad)\n"
+    )
+    args = ("-c", code, str(pngs[0].parent), str(tmp_path / "c"))
+    pngs[5].chmod(0o000)
+    try:
+        denied = run_python(*args)
+    finally:
+        pngs[5].chmod(0o644)
+    assert denied.returncode == 0, denied.stderr
+    assert denied.stdout.strip() == f"[('{pngs[5].name}', 'permission denied')]"
+    fixed = run_python(*args)
+    assert fixed.returncode == 0, fixed.stderr
+    assert fixed.stdout.strip() == "[]"

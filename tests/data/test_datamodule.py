@@ -245,6 +245,32 @@ def test_too_large_image_named_and_skipped(demo_root, tmp_path, caplog):
     assert sum(len(dm.records(s)) for s in ("train", "val", "test")) == 144 - 1
 
 
+def test_permission_denied_image_is_not_remembered(demo_root, tmp_path, monkeypatch):
+    from breakhis_lit.data import cache as cache_mod
+
+    victim = sorted((demo_root / "BreaKHis_v1").rglob("*-40-003.png"))[0]
+    real_open = Image.open
+
+    def denied(fp, *args, **kwargs):
+        if str(fp) == str(victim):
+            raise PermissionError(13, "Permission denied", str(fp))
+        return real_open(fp, *args, **kwargs)
+
+    cache = str(tmp_path / "cache")
+    with monkeypatch.context() as mp:
+        mp.setattr(cache_mod.Image, "open", denied)
+        with pytest.raises(BreakHisError) as err:
+            _dm(demo_root, cache_dir=cache).setup("fit")
+        assert f"{victim.name} (permission denied)" in str(err.value)
+        skipping = _dm(demo_root, cache_dir=cache, on_bad_image="skip")
+        skipping.setup("fit")
+        assert [r.path.rsplit("/", 1)[1] for r in skipping.split_rows if r.split == "skipped"] == [victim.name]
+    dm = _dm(demo_root, cache_dir=cache, on_bad_image="skip")  # the permission fixed: nothing skipped any more
+    dm.setup("fit")
+    assert dm.skipped == []
+    assert sum(len(dm.records(s)) for s in ("train", "val", "test")) == 144
+
+
 def test_predict_root_any_folder(demo_root, tmp_path):
     folder = tmp_path / "mine"
     (folder / "sub").mkdir(parents=True)
