@@ -425,3 +425,36 @@ def test_mode_000_file_for_real(pngs, tmp_path):
     fixed = run_python(*args)
     assert fixed.returncode == 0, fixed.stderr
     assert fixed.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("damage", ["zero-tail", "flip-one-byte", "truncate", "swap-in-another-array"])
+def test_corrupted_array_is_detected_and_rebuilt(pngs, tmp_path, monkeypatch, caplog, damage):
+    cdir, files = tmp_path / "c", _files(pngs)
+    first = load_or_build(files, size=128, cache_dir=cdir, progress=False)
+    npy, _ = cache_files(cdir, first.key)
+    size = npy.stat().st_size
+    assert size > 400_000
+    if damage == "zero-tail":  # as a failing disk or an interrupted copy would: same size, last 200 kB zeroed
+        with npy.open("r+b") as f:
+            f.seek(size - 200_000)
+            f.write(b"\0" * 200_000)
+    elif damage == "flip-one-byte":
+        with npy.open("r+b") as f:
+            f.seek(size // 2)
+            byte = f.read(1)
+            f.seek(size // 2)
+            f.write(bytes([byte[0] ^ 1]))
+    elif damage == "truncate":
+        os.truncate(npy, size - 1000)
+    else:
+        np.save(npy, np.zeros_like(first.images), allow_pickle=False)
+    assert npy.stat().st_size == size or damage == "truncate"
+    again = load_or_build(files, size=128, cache_dir=cdir, progress=False)
+    assert again.built
+    assert np.array_equal(again.images, first.images)  # not the black images of the damaged file
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1
+    assert warnings[0].startswith(f"image cache {npy} is damaged (")
+    assert warnings[0].endswith("; rebuilding it")
+    monkeypatch.setattr(cache_mod, "decode_image", _no_decoding)
+    assert np.array_equal(load_or_build(files, size=128, cache_dir=cdir, progress=False).images, first.images)
