@@ -5,7 +5,8 @@ and :data:`CACHE_VERSION`, so a changed file, image size or preprocessing versio
 a misread one. Files are written to a temporary name and moved into place with :func:`os.replace`; the
 metadata ``.json`` is written last and marks the cache as complete, so a build killed half-way is never used.
 The metadata holds the CRC-32 of the array's bytes, verified on every load: a cache damaged after it was written
-(zeroed blocks, bit rot) is rebuilt, never used.
+(zeroed blocks, bit rot) is rebuilt, never used. It also holds a content digest of every source file, taken from
+the bytes read for decoding, so byte-identical files are known without reading the tree again.
 Files whose content cannot be decoded are remembered as bad; files that could not be read at all (permission
 denied, not found, I/O errors) are not: they are tried again on every load, and the cache is rebuilt as soon as
 they can be read.
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import logging
 import multiprocessing
@@ -37,7 +39,7 @@ from breakhis_lit.io import atomic_write
 log = logging.getLogger(__name__)
 
 #: Bump when decoding or resizing changes: older caches are then rebuilt, never misread.
-CACHE_VERSION = 3
+CACHE_VERSION = 4
 #: Resize mode: ``squash`` resizes to ``size x size`` ignoring the aspect ratio (as the paper).
 RESIZE_MODES = ("squash",)
 _SERIAL_BELOW_BYTES = 16 << 20
@@ -86,52 +88,61 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def _declared_size(path: str) -> tuple[int, int] | None:
+def _declared_size(data: bytes) -> tuple[int, int] | None:
     """The pixel size an image file's header declares, read without Pillow's decompression-bomb check."""
     try:
-        with open(path, "rb") as fp:
-            prefix = fp.read(16)
-            for fmt in Image.ID:
-                factory, accept = Image.OPEN[fmt]
-                if accept is not None and accept(prefix) is not True:
-                    continue
-                fp.seek(0)
-                try:
-                    return tuple(factory(fp, path).size)
-                except (SyntaxError, IndexError, TypeError, ValueError, struct.error):
-                    continue
+        fp = io.BytesIO(data)
+        for fmt in Image.ID:
+            factory, accept = Image.OPEN[fmt]
+            if accept is not None and accept(data[:16]) is not True:
+                continue
+            fp.seek(0)
+            try:
+                return tuple(factory(fp, "").size)
+            except (SyntaxError, IndexError, TypeError, ValueError, struct.error):
+                continue
     except Exception:  # the size only words a message: any failure leaves it out
         return None
     return None
 
 
-def _too_large(path: str, err: Exception) -> str:
-    size = _declared_size(path)
+def _too_large(data: bytes, err: Exception) -> str:
+    size = _declared_size(data)
     if size is not None:
         return f"too large: {size[0]}×{size[1]} pixels"
     pixels = re.search(r"\((\d+) pixels\)", str(err))
     return f"too large: {pixels.group(1)} pixels" if pixels else "too large"
 
 
-def decode_image(path: str | os.PathLike, size: int | None = 224) -> np.ndarray:
-    """Decode an image file to a uint8 ``[3, H, W]`` array, resized (squashed) to ``size x size``.
+def _read_file(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
 
-    Args:
-        path: Image file (any format PIL reads; grayscale, palette, RGBA and 16-bit are converted to RGB).
-        size: Output side in pixels; ``None`` keeps the original size.
+
+def content_digest(data: bytes) -> str:
+    """The digest that identifies byte-identical files (SHA-256, first 128 bits, hex)."""
+    return hashlib.sha256(data).hexdigest()[:32]
+
+
+def decode_file(path: str | os.PathLike, size: int | None = 224) -> tuple[np.ndarray, str]:
+    """Decode an image file like :func:`decode_image` and return the :func:`content_digest` of its bytes too.
+
+    The file is read once; the digest is computed on the bytes the decoder reads.
 
     Returns:
-        The uint8 array, channels first.
+        The uint8 ``[3, H, W]`` array and the digest.
 
     Raises:
-        BadImageError: If the file cannot be decoded (zero bytes, truncated, not an image, more pixels than
-            Pillow's decompression-bomb limit ``PIL.Image.MAX_IMAGE_PIXELS`` allows...).
+        BadImageError: As :func:`decode_image`.
     """
     p = str(path)
+    data = b""
     try:
-        if os.path.getsize(p) == 0:
+        data = _read_file(p)
+        if not data:
             raise BadImageError(p, "zero bytes")
-        with Image.open(p) as img:
+        digest = content_digest(data)
+        with Image.open(io.BytesIO(data)) as img:
             if size is not None:
                 img.draft("RGB", (size, size))  # JPEG: decode at reduced scale when possible
             img.load()
@@ -148,14 +159,32 @@ def decode_image(path: str | os.PathLike, size: int | None = 224) -> np.ndarray:
     except UnidentifiedImageError:
         raise BadImageError(p, "not a readable image") from None
     except Image.DecompressionBombError as err:
-        raise BadImageError(p, _too_large(p, err)) from None
+        raise BadImageError(p, _too_large(data, err)) from None
     except OSError as err:
         if err.errno is not None:  # the operating system failed to read the file; Pillow's errors have none
             raise BadImageError(p, f"read error: {err.strerror or err}", transient=True) from None
         raise BadImageError(p, _content_error(err)) from None
     except (SyntaxError, ValueError, EOFError) as err:
         raise BadImageError(p, _content_error(err)) from None
-    return np.ascontiguousarray(arr.transpose(2, 0, 1))
+    return np.ascontiguousarray(arr.transpose(2, 0, 1)), digest
+
+
+def decode_image(path: str | os.PathLike, size: int | None = 224) -> np.ndarray:
+    """Decode an image file to a uint8 ``[3, H, W]`` array, resized (squashed) to ``size x size``.
+
+    Args:
+        path: Image file (any format PIL reads; grayscale, palette, RGBA and 16-bit are converted to RGB).
+        size: Output side in pixels; ``None`` keeps the original size.
+
+    Returns:
+        The uint8 array, channels first.
+
+    Raises:
+        BadImageError: If the file cannot be decoded (zero bytes, truncated, not an image, more pixels than
+            Pillow's decompression-bomb limit ``PIL.Image.MAX_IMAGE_PIXELS`` allows...) or read (permission
+            denied, not found, I/O error: ``transient``).
+    """
+    return decode_file(path, size)[0]
 
 
 def _content_error(err: Exception) -> str:
@@ -164,14 +193,14 @@ def _content_error(err: Exception) -> str:
     return "truncated" if "truncated" in text or "eof" in text or isinstance(err, EOFError) else f"corrupt: {err}"
 
 
-def _decode_task(args: tuple[str, int | None]) -> np.ndarray | BadImageError:
+def _decode_task(args: tuple[str, int | None]) -> tuple[np.ndarray, str] | BadImageError:
     try:
-        return decode_image(*args)
+        return decode_file(*args)
     except BadImageError as err:
         return err
 
 
-def _decode_chunk(tasks: list[tuple[str, int | None]]) -> list[np.ndarray | BadImageError]:
+def _decode_chunk(tasks: list[tuple[str, int | None]]) -> list[tuple[np.ndarray, str] | BadImageError]:
     return [_decode_task(t) for t in tasks]
 
 
@@ -185,12 +214,14 @@ class DecodeResult:
         bad: ``(path, reason)`` of every unreadable file, in input order.
         transient: Paths of ``bad`` whose failure is one of reading, not of the content (permission denied,
             file not found, I/O error): worth another try later.
+        digests: :func:`content_digest` of each row's file (byte-identical files have equal digests).
     """
 
     images: np.ndarray
     ok: list[int]
     bad: list[tuple[str, str]] = field(default_factory=list)
     transient: list[str] = field(default_factory=list)
+    digests: list[str] = field(default_factory=list)
 
 
 def _pool_context() -> multiprocessing.context.BaseContext:
@@ -238,18 +269,20 @@ def decode_images(
     ok: list[int] = []
     bad: list[tuple[str, str]] = []
     transient: list[str] = []
+    digests: list[str] = []
     if num_workers is None:
         num_workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     tasks = [(str(p), size) for p in paths]
     bar = tqdm(total=n, desc=desc, unit="img", disable=not progress, leave=False, dynamic_ncols=True)
 
-    def record(i: int, res: np.ndarray | BadImageError) -> None:
+    def record(i: int, res: tuple[np.ndarray, str] | BadImageError) -> None:
         if isinstance(res, BadImageError):
             bad.append((res.path, res.reason))
             if res.transient:
                 transient.append(res.path)
         else:
-            out[len(ok)] = res
+            out[len(ok)] = res[0]
+            digests.append(res[1])
             ok.append(i)
         bar.update(1)
 
@@ -277,7 +310,7 @@ def decode_images(
     finally:
         bar.close()
     images = out if len(ok) == n else out[: len(ok)].copy()
-    return DecodeResult(images=images, ok=ok, bad=bad, transient=transient)
+    return DecodeResult(images=images, ok=ok, bad=bad, transient=transient, digests=digests)
 
 
 def bad_images_message(bad: Sequence[tuple[str, str]], option: str = "--data.on_bad_image skip") -> str:
@@ -321,6 +354,7 @@ class CachedImages:
         bad: ``(relative path, reason)`` of unreadable files (not in ``images``).
         key: The cache key.
         built: Whether this call decoded the images (``False``: loaded from disk).
+        digests: :func:`content_digest` of the file of each row (equal for byte-identical files).
     """
 
     images: np.ndarray
@@ -328,6 +362,22 @@ class CachedImages:
     bad: list[tuple[str, str]]
     key: str
     built: bool
+    digests: list[str] = field(default_factory=list)
+
+
+def find_duplicates(digests: dict[str, str]) -> list[list[str]]:
+    """Group paths whose files are byte-identical.
+
+    Args:
+        digests: Path -> :func:`content_digest` of its file.
+
+    Returns:
+        Every set of two or more paths sharing a digest, each sorted, sorted by first path.
+    """
+    by_digest: dict[str, list[str]] = {}
+    for path, digest in digests.items():
+        by_digest.setdefault(digest, []).append(path)
+    return sorted(sorted(paths) for paths in by_digest.values() if len(paths) > 1)
 
 
 def cache_files(cache_dir: Path, key: str) -> tuple[Path, Path]:
@@ -344,6 +394,9 @@ def _meta_problem(meta: object) -> str | None:
         return "no key, size or checksum"
     if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
         return "no list of paths"
+    digests = meta.get("digests")
+    if not isinstance(digests, list) or len(digests) != len(paths) or not all(isinstance(d, str) for d in digests):
+        return "no content digest for every path"
     for name in ("bad", "retry"):
         pairs = meta.get(name)
         if not isinstance(pairs, list) or not all(
@@ -406,7 +459,7 @@ def load_cache(
         log.warning("image cache %s is damaged (%s); rebuilding it", npy, err)
         return None
     bad = [tuple(b) for b in meta["bad"]] + still_bad
-    return CachedImages(images, list(meta["paths"]), bad, key, built=False)
+    return CachedImages(images, list(meta["paths"]), bad, key, built=False, digests=list(meta["digests"]))
 
 
 _CHUNK_BYTES = 1 << 22  # checksummed while still in the CPU cache, right after it is read
@@ -471,7 +524,7 @@ def _retry_unread(
         if rel not in path_of:
             return None
         try:
-            decode_image(path_of[rel], size)
+            decode_file(path_of[rel], size)
         except BadImageError as err:
             if not err.transient:
                 return None
@@ -569,8 +622,8 @@ def load_or_build(
         if unwritable is None:
             content = [b for b in bad if b[0] not in unread]
             retry = [b for b in bad if b[0] in unread]
-            _write_cache(cdir, key, size, paths, content, retry, result.images)
-        return CachedImages(result.images, paths, bad, key, built=True)
+            _write_cache(cdir, key, size, paths, content, retry, result.images, result.digests)
+        return CachedImages(result.images, paths, bad, key, built=True, digests=result.digests)
 
 
 def _write_cache(
@@ -581,6 +634,7 @@ def _write_cache(
     bad: list[tuple[str, str]],
     retry: list[tuple[str, str]],
     images: np.ndarray,
+    digests: list[str],
 ) -> None:
     """Persist a decoded cache (array first, metadata last); a failure only logs a warning.
 
@@ -596,6 +650,7 @@ def _write_cache(
         "paths": paths,
         "bad": bad,
         "retry": retry,
+        "digests": digests,
         "crc32": array_crc32(images),
     }
     try:

@@ -3,7 +3,10 @@
 Label choice for the subtype task: patient ``14-13412`` is filed under both ductal (DC) and lobular (LC)
 carcinoma with (nearly) the same images. Both folders are kept, each image labelled with its folder's subtype.
 With ``group_by`` ``accession`` (default) or ``patient_id`` the two folders always share a split, so duplicated
-images never straddle train and test; with ``group_by=folder`` they can (a warning is logged).
+images never straddle train and test; with ``group_by=folder`` they can, and a split that puts byte-identical
+copies on two sides is refused. Byte-identical files are found from the content digests the cache keeps (taken
+while decoding); copies on two sides of a ``patient`` or ``kfold`` split, or filed under two patients, are refused
+(:func:`~breakhis_lit.data.splits.check_duplicates`).
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from breakhis_lit.data.splits import (
     SKIPPED,
     STRATEGIES,
     SplitRow,
+    check_duplicates,
     check_ratios,
     check_split,
     make_split,
@@ -230,8 +234,15 @@ class BreakHisDataModule(LightningDataModule):
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
 
-    def _load_cache(self, files: Sequence[tuple[str, Path]], extra_key: str = "") -> tuple[Tensor, list[str], list]:
-        """Load or build the image cache; under DDP rank zero builds it while the others wait."""
+    def _load_cache(
+        self, files: Sequence[tuple[str, Path]], extra_key: str = ""
+    ) -> tuple[Tensor, list[str], list, dict[str, str]]:
+        """Load or build the image cache; under DDP rank zero builds it while the others wait.
+
+        Returns:
+            The image tensor, the relative path of each row, the unreadable ``(path, reason)`` and the content
+            digest of each row's file.
+        """
         kwargs: dict[str, Any] = {"size": self.image_size, "cache_dir": self.cache_dir, "extra_key": extra_key}
         trainer = self.trainer
         if trainer is not None and trainer.world_size > 1:
@@ -247,7 +258,8 @@ class BreakHisDataModule(LightningDataModule):
             raise BreakHisError(bad_images_message(cached.bad))
         for path, reason in cached.bad:
             log.warning("skipping unreadable image %s (%s)", path, reason)
-        return torch.from_numpy(cached.images), cached.paths, list(cached.bad)
+        digests = dict(zip(cached.paths, cached.digests, strict=True))
+        return torch.from_numpy(cached.images), cached.paths, list(cached.bad), digests
 
     def _maybe_to_device(self, images: Tensor) -> Tensor:
         trainer = self.trainer
@@ -281,10 +293,11 @@ class BreakHisDataModule(LightningDataModule):
             num_folds=self.num_folds,
             seed=self.seed,
         )
-        images, paths, bad = self._load_cache([(r.path, index.abspath(r.path)) for r in rows])
+        images, paths, bad, digests = self._load_cache([(r.path, index.abspath(r.path)) for r in rows])
         if bad:
             rows = mark_skipped(rows, [p for p, _ in bad])
             check_split(rows, self.split, self.group_by)
+        check_duplicates(rows, digests, self.split, self.group_by)
         self.index, self.split_rows, self.skipped = index, rows, bad
         images = self._maybe_to_device(images)
         row_of = {p: i for i, p in enumerate(paths)}
@@ -354,7 +367,7 @@ class BreakHisDataModule(LightningDataModule):
                 f"{root}: no images (png, jpg, jpeg, tif, tiff, bmp) found in this folder or below; "
                 f"pass --data.predict_root pointing at your images"
             )
-        images, paths, _ = self._load_cache(files, extra_key=f"predict:{root.resolve()}")
+        images, paths, _, _ = self._load_cache(files, extra_key=f"predict:{root.resolve()}")
         images = self._maybe_to_device(images)
         abs_of = dict(files)
         records = []

@@ -61,6 +61,19 @@ def test_check_names_a_too_large_image(demo_root, tmp_path, capsys):
     assert "1 of 144 images unreadable" in captured.err
 
 
+def test_check_lists_byte_identical_images(demo_root, tmp_path, capsys):
+    copy = tmp_path / "demo"
+    shutil.copytree(demo_root / "BreaKHis_v1", copy / "BreaKHis_v1", copy_function=os.link)
+    first, second = sorted((copy / "BreaKHis_v1").rglob("*-200-00[12].png"))[:2]
+    second.unlink()
+    second.write_bytes(first.read_bytes())
+    assert main(["check", "--root", str(copy), "--magnification", "200"]) == 0
+    captured = capsys.readouterr()
+    assert f"identical: {first} = {second}" in captured.out.splitlines()
+    assert "1 set(s) of byte-identical images (2 files)" in captured.err
+    assert "144 images checked: all readable" in captured.out
+
+
 def test_split_writes_csv_and_refuses_overwrite(demo_root, tmp_path, capsys):
     out = tmp_path / "sub" / "split.csv"
     args = ["split", "--root", str(demo_root), "--magnification", "40X", "--split", "patient", "--seed", "1"]

@@ -142,7 +142,7 @@ def _no_decoding(*args, **kwargs):
 def test_second_load_does_not_decode(pngs, tmp_path, monkeypatch):
     first = load_or_build(_files(pngs), size=16, cache_dir=tmp_path / "c", progress=False)
     assert first.built
-    monkeypatch.setattr(cache_mod, "decode_image", _no_decoding)
+    monkeypatch.setattr(cache_mod, "decode_file", _no_decoding)
     second = load_or_build(_files(pngs), size=16, cache_dir=tmp_path / "c", progress=False)
     assert not second.built
     assert np.array_equal(first.images, second.images)
@@ -185,7 +185,7 @@ def test_half_written_cache_and_leftover_temp_ignored(pngs, tmp_path, monkeypatc
     again = load_or_build(_files(pngs), size=16, cache_dir=cdir, progress=False)
     assert again.built
     assert np.array_equal(again.images, first.images)
-    monkeypatch.setattr(cache_mod, "decode_image", _no_decoding)
+    monkeypatch.setattr(cache_mod, "decode_file", _no_decoding)
     assert not load_or_build(_files(pngs), size=16, cache_dir=cdir, progress=False).built
 
 
@@ -274,7 +274,7 @@ def test_damaged_metadata_is_rebuilt_with_a_warning(pngs, tmp_path, monkeypatch,
     assert str(meta) in warnings[0]
     assert "rebuilding" in warnings[0]
     assert "\n" not in warnings[0]
-    monkeypatch.setattr(cache_mod, "decode_image", _no_decoding)  # the rebuilt cache is whole again
+    monkeypatch.setattr(cache_mod, "decode_file", _no_decoding)  # the rebuilt cache is whole again
     assert not load_or_build(_files(pngs), size=16, cache_dir=cdir, progress=False).built
 
 
@@ -310,7 +310,7 @@ def test_read_only_cache_folder_with_a_cache_is_still_used(pngs, tmp_path, monke
     for lock in cdir.glob("*.lock"):
         lock.unlink()
     _refuse_creating_files_in(cdir, monkeypatch)
-    monkeypatch.setattr(cache_mod, "decode_image", _no_decoding)
+    monkeypatch.setattr(cache_mod, "decode_file", _no_decoding)
     again = load_or_build(_files(pngs), size=16, cache_dir=cdir, progress=False)
     assert not again.built
     assert np.array_equal(again.images, first.images)
@@ -356,14 +356,14 @@ def test_too_large_image_is_a_bad_image(pngs, tmp_path):
 
 def _deny_reading(victim: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Make opening ``victim`` fail as for a mode-000 file (its size and mtime stay readable)."""
-    real_open = Image.open
+    real_read = cache_mod._read_file
 
-    def guarded(fp, *args, **kwargs):
-        if str(fp) == str(victim):
-            raise PermissionError(13, "Permission denied", str(fp))
-        return real_open(fp, *args, **kwargs)
+    def guarded(path):
+        if str(path) == str(victim):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_read(path)
 
-    monkeypatch.setattr(cache_mod.Image, "open", guarded)
+    monkeypatch.setattr(cache_mod, "_read_file", guarded)
 
 
 def test_permission_denied_is_not_remembered(pngs, tmp_path, monkeypatch):
@@ -380,7 +380,7 @@ def test_permission_denied_is_not_remembered(pngs, tmp_path, monkeypatch):
     assert fixed.built
     assert fixed.bad == []
     assert fixed.paths == [p.name for p in pngs]
-    monkeypatch.setattr(cache_mod, "decode_image", _no_decoding)
+    monkeypatch.setattr(cache_mod, "decode_file", _no_decoding)
     warm = load_or_build(files, size=16, cache_dir=cdir, progress=False)
     assert not warm.built
     assert warm.bad == []
@@ -395,15 +395,15 @@ def test_permission_denied_is_not_remembered(pngs, tmp_path, monkeypatch):
     ],
 )
 def test_read_errors_are_not_remembered(pngs, tmp_path, monkeypatch, error, reason):
-    real_open = Image.open
+    real_read = cache_mod._read_file
 
-    def failing(fp, *args, **kwargs):
-        if str(fp) == str(pngs[0]):
+    def failing(path):
+        if str(path) == str(pngs[0]):
             raise error
-        return real_open(fp, *args, **kwargs)
+        return real_read(path)
 
     with monkeypatch.context() as mp:
-        mp.setattr(cache_mod.Image, "open", failing)
+        mp.setattr(cache_mod, "_read_file", failing)
         assert load_or_build(_files(pngs), size=16, cache_dir=tmp_path, progress=False).bad == [(pngs[0].name, reason)]
     assert load_or_build(_files(pngs), size=16, cache_dir=tmp_path, progress=False).bad == []
 
@@ -456,5 +456,5 @@ def test_corrupted_array_is_detected_and_rebuilt(pngs, tmp_path, monkeypatch, ca
     assert len(warnings) == 1
     assert warnings[0].startswith(f"image cache {npy} is damaged (")
     assert warnings[0].endswith("; rebuilding it")
-    monkeypatch.setattr(cache_mod, "decode_image", _no_decoding)
+    monkeypatch.setattr(cache_mod, "decode_file", _no_decoding)
     assert np.array_equal(load_or_build(files, size=128, cache_dir=cdir, progress=False).images, first.images)

@@ -249,16 +249,16 @@ def test_permission_denied_image_is_not_remembered(demo_root, tmp_path, monkeypa
     from breakhis_lit.data import cache as cache_mod
 
     victim = sorted((demo_root / "BreaKHis_v1").rglob("*-40-003.png"))[0]
-    real_open = Image.open
+    real_read = cache_mod._read_file
 
-    def denied(fp, *args, **kwargs):
-        if str(fp) == str(victim):
-            raise PermissionError(13, "Permission denied", str(fp))
-        return real_open(fp, *args, **kwargs)
+    def denied(path):
+        if str(path) == str(victim):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_read(path)
 
     cache = str(tmp_path / "cache")
     with monkeypatch.context() as mp:
-        mp.setattr(cache_mod.Image, "open", denied)
+        mp.setattr(cache_mod, "_read_file", denied)
         with pytest.raises(BreakHisError) as err:
             _dm(demo_root, cache_dir=cache).setup("fit")
         assert f"{victim.name} (permission denied)" in str(err.value)
@@ -268,6 +268,28 @@ def test_permission_denied_image_is_not_remembered(demo_root, tmp_path, monkeypa
     dm = _dm(demo_root, cache_dir=cache, on_bad_image="skip")  # the permission fixed: nothing skipped any more
     dm.setup("fit")
     assert dm.skipped == []
+    assert sum(len(dm.records(s)) for s in ("train", "val", "test")) == 144
+
+
+def test_byte_identical_copy_across_train_and_val_refused(demo_root, fitted, tmp_path):
+    copy = tmp_path / "demo"
+    shutil.copytree(demo_root / "BreaKHis_v1", copy / "BreaKHis_v1", copy_function=os.link)
+    original, duplicate = fitted.records("train")[0].path, fitted.records("val")[0].path
+    on_disk = {p: copy / p for p in (original, duplicate)}
+    kept = on_disk[duplicate].read_bytes()
+    on_disk[duplicate].unlink()  # do not write through the hard link into the shared demo data
+    on_disk[duplicate].write_bytes(on_disk[original].read_bytes())  # a copy landed in val under another name
+    with pytest.raises(BreakHisError) as err:
+        _dm(copy).setup("fit")
+    message = str(err.value)
+    assert "\n" not in message
+    assert "byte-identical images filed under different patients" in message
+    assert original in message
+    assert duplicate in message
+    assert on_disk[original].read_bytes() == on_disk[duplicate].read_bytes()  # both files left as they were
+    on_disk[duplicate].write_bytes(kept)
+    dm = _dm(copy)
+    dm.setup("fit")
     assert sum(len(dm.records(s)) for s in ("train", "val", "test")) == 144
 
 
