@@ -31,7 +31,7 @@ from typing_extensions import override
 from breakhis_lit.data.cache import bad_images_message, load_or_build
 from breakhis_lit.data.dataset import CachedImageDataset, SampleRecord, passthrough_collate
 from breakhis_lit.data.demo import generate_demo
-from breakhis_lit.data.index import IMAGE_EXTENSIONS, DatasetIndex, scan
+from breakhis_lit.data.index import IMAGE_EXTENSIONS, DatasetIndex, scan, walk_files
 from breakhis_lit.data.naming import LABELS, SUBTYPE_CODES, parse_magnification, try_parse_filename
 from breakhis_lit.data.official import NUM_OFFICIAL_FOLDS
 from breakhis_lit.data.samplers import SAMPLERS, BalancedSampler, EpochShuffleSampler
@@ -356,12 +356,10 @@ class BreakHisDataModule(LightningDataModule):
         if not root.is_dir():
             raise BreakHisError(f"{root}: predict_root is not an existing folder; pass --data.predict_root DIR")
         files: list[tuple[str, Path]] = []
-        for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-            dirnames.sort()
-            for name in sorted(filenames):
-                if not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS):
-                    path = Path(dirpath) / name
-                    files.append((path.relative_to(root).as_posix(), path))
+        for rel in walk_files(root):
+            name = rel.rsplit("/", 1)[-1]
+            if not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS):
+                files.append((rel, root / rel))
         if not files:
             raise BreakHisError(
                 f"{root}: no images (png, jpg, jpeg, tif, tiff, bmp) found in this folder or below; "

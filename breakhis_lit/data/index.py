@@ -155,16 +155,31 @@ class DatasetIndex:
         return out
 
 
-def _walk_files(top: Path) -> list[str]:
-    """Return every file below ``top`` as a posix path relative to it (follows symlinks)."""
+def walk_files(top: Path) -> list[str]:
+    """Return every file below ``top`` as a posix path relative to it (follows symlinks).
+
+    The walk is sorted and top-down: a folder's files (sorted) come before its subfolders' (sorted).
+
+    Raises:
+        BreakHisError: If a folder below ``top`` (or ``top`` itself) cannot be read, naming it: a scan that
+            skipped it would silently lose its images.
+    """
+
+    def fail(err: OSError) -> None:
+        folder = err.filename if err.filename is not None else top
+        raise BreakHisError(
+            f"{folder}: cannot read this folder ({err.strerror or err}); fix its permissions (e.g. chmod u+rx) "
+            f"or move it out of {top}"
+        )
+
     found = []
     top_s = str(top)
     n = len(top_s) + 1
-    for dirpath, dirnames, filenames in os.walk(top_s, followlinks=True):
+    for dirpath, dirnames, filenames in os.walk(top_s, onerror=fail, followlinks=True):
         dirnames.sort()
         rel_dir = dirpath[n:].replace(os.sep, "/")
         prefix = f"{rel_dir}/" if rel_dir else ""
-        found.extend(prefix + name for name in filenames)
+        found.extend(prefix + name for name in sorted(filenames))
     return found
 
 
@@ -179,14 +194,14 @@ def scan(root: str | os.PathLike) -> DatasetIndex:
         The :class:`DatasetIndex`.
 
     Raises:
-        BreakHisError: If the root is missing, has no BreakHis images, or holds image files whose names or
-            folders do not follow the BreakHis scheme (all such files are named).
+        BreakHisError: If the root is missing, has no BreakHis images, holds a folder that cannot be read, or
+            holds image files whose names or folders do not follow the BreakHis scheme (all such files are named).
     """
     breast = find_breast_dir(root)
     images: list[BreakHisImage] = []
     bad: list[str] = []
     ignored: list[str] = []
-    for rel in _walk_files(breast):
+    for rel in walk_files(breast):
         name = rel.rsplit("/", 1)[-1]
         if name.startswith(".") or not name.lower().endswith(IMAGE_EXTENSIONS):
             ignored.append(rel)

@@ -293,6 +293,29 @@ def test_byte_identical_copy_across_train_and_val_refused(demo_root, fitted, tmp
     assert sum(len(dm.records(s)) for s in ("train", "val", "test")) == 144
 
 
+@pytest.mark.parametrize("stage", ["fit", "predict"])
+def test_unreadable_folder_fails_instead_of_shrinking_the_data(demo_root, tmp_path, monkeypatch, stage):
+    if stage == "fit":
+        folder = sorted((demo_root / "BreaKHis_v1").rglob("40X"))[1]
+        dm = _dm(demo_root)
+    else:
+        folder = tmp_path / "mine" / "sub"
+        folder.mkdir(parents=True)
+        shutil.copy(next(demo_root.rglob("*.png")), tmp_path / "mine" / "a.png")
+        dm = _dm(demo_root, predict_root=str(tmp_path / "mine"))
+    real = os.scandir
+
+    def guarded(path="."):
+        if os.fsdecode(path) == str(folder):
+            raise PermissionError(13, "Permission denied", os.fsdecode(path))
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", guarded)
+    with pytest.raises(BreakHisError) as err:
+        dm.setup(stage)
+    assert str(err.value).startswith(f"{folder}: cannot read this folder (Permission denied); fix its permissions")
+
+
 def test_predict_root_any_folder(demo_root, tmp_path):
     folder = tmp_path / "mine"
     (folder / "sub").mkdir(parents=True)

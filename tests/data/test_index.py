@@ -2,8 +2,10 @@ import json
 import os
 import shutil
 import time
+from pathlib import Path
 
 import pytest
+from unprivileged import error_lines, run_python
 
 from breakhis_lit.data.index import find_breast_dir, scan
 from breakhis_lit.errors import BreakHisError
@@ -122,3 +124,45 @@ def test_unparseable_file_named(small_tree):
     assert "scan copy.png" in msg
     assert "magnification folder 40X" in msg
     assert "\n" not in msg
+
+
+def _deny_listing(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make listing ``folder`` fail as for a mode-000 folder."""
+    real = os.scandir
+
+    def guarded(path="."):
+        if Path(os.fsdecode(path)) == folder:
+            raise PermissionError(13, "Permission denied", os.fsdecode(path))
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", guarded)
+
+
+def test_unreadable_folder_named(small_tree, monkeypatch):
+    before = len(scan(small_tree).images)
+    folder = small_tree / "BreaKHis_v1/histology_slides/breast/malignant/SOB/ductal_carcinoma/SOB_M_DC_14-2523/40X"
+    _deny_listing(folder, monkeypatch)
+    with pytest.raises(BreakHisError) as err:
+        scan(small_tree)
+    message = str(err.value)
+    assert message.startswith(f"{folder}: cannot read this folder (Permission denied); fix its permissions")
+    assert "\n" not in message
+    monkeypatch.undo()
+    assert len(scan(small_tree).images) == before  # nothing below it was touched
+
+
+def test_unreadable_folder_for_real(small_tree):
+    folder = small_tree / "BreaKHis_v1/histology_slides/breast/benign/SOB/adenosis/SOB_B_A_14-22549AB/40X"
+    n_files = len(list(folder.iterdir()))
+    folder.chmod(0o000)
+    try:
+        proc = run_python("-m", "breakhis_lit", "data", "summary", "--root", str(small_tree))
+    finally:
+        folder.chmod(0o755)
+    assert proc.returncode == 2, proc.stderr
+    assert error_lines(proc) == [
+        f"error: {folder}: cannot read this folder (Permission denied); fix its permissions (e.g. chmod u+rx) or "
+        f"move it out of {small_tree / 'BreaKHis_v1/histology_slides/breast'}"
+    ]
+    assert proc.stdout == ""  # no summary counting the other images only
+    assert len(list(folder.iterdir())) == n_files
