@@ -355,8 +355,16 @@ class BreakHisDataModule(LightningDataModule):
         root = Path(self.predict_root).expanduser()
         if not root.is_dir():
             raise BreakHisError(f"{root}: predict_root is not an existing folder; pass --data.predict_root DIR")
+        walked = walk_files(root)
+        if walked.skipped_links:
+            log.warning(
+                "%d linked folder(s) below %s lead to folders already listed and were not entered again (e.g. %s)",
+                len(walked.skipped_links),
+                root,
+                walked.skipped_links[0],
+            )
         files: list[tuple[str, Path]] = []
-        for rel in walk_files(root):
+        for rel in walked.files:
             name = rel.rsplit("/", 1)[-1]
             if not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS):
                 files.append((rel, root / rel))

@@ -7,6 +7,7 @@ import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NoReturn
 
 from breakhis_lit.data.naming import (
     LABELS,
@@ -82,6 +83,8 @@ class DatasetIndex:
         missing: Official paths not found, sorted.
         unexpected: Paths found that are not in the official list, sorted.
         ignored: Non-image files found below ``breast_dir`` (relative posix paths), not indexed.
+        skipped_links: Linked folders below ``breast_dir`` not entered because the folder they lead to was
+            already scanned (relative posix paths).
     """
 
     root: Path
@@ -90,6 +93,7 @@ class DatasetIndex:
     missing: list[str] = field(default_factory=list)
     unexpected: list[str] = field(default_factory=list)
     ignored: list[str] = field(default_factory=list)
+    skipped_links: list[str] = field(default_factory=list)
 
     def abspath(self, image: BreakHisImage | str) -> Path:
         """Return the file path of an image (or of an official-form path) on disk."""
@@ -105,7 +109,8 @@ class DatasetIndex:
         """Count images, classes, subtypes and patients, and list missing/unexpected files.
 
         Args:
-            max_listed: Longest list of missing/unexpected/ignored files to include (``None``: all).
+            max_listed: Longest list of missing/unexpected/ignored files and skipped links to include
+                (``None``: all).
 
         Returns:
             A JSON-serialisable dict.
@@ -149,38 +154,77 @@ class DatasetIndex:
             "missing_files": listed(self.missing),
             "unexpected_files": listed(self.unexpected),
             "ignored_files": listed(self.ignored),
+            "skipped_links": len(self.skipped_links),
+            "skipped_link_folders": listed(self.skipped_links),
         }
-        if max_listed is not None and max(len(self.missing), len(self.unexpected), len(self.ignored)) > max_listed:
+        longest = max(len(self.missing), len(self.unexpected), len(self.ignored), len(self.skipped_links))
+        if max_listed is not None and longest > max_listed:
             out["files_truncated_to"] = max_listed
         return out
 
 
-def walk_files(top: Path) -> list[str]:
-    """Return every file below ``top`` as a posix path relative to it (follows symlinks).
+@dataclass
+class WalkResult:
+    """Output of :func:`walk_files`.
 
-    The walk is sorted and top-down: a folder's files (sorted) come before its subfolders' (sorted).
+    Attributes:
+        files: Every file below the top folder, as posix paths relative to it.
+        skipped_links: Linked folders (relative paths) not entered because the folder they lead to was already
+            walked (``a -> .``, or two links to one folder): each folder's files are listed once.
+    """
+
+    files: list[str]
+    skipped_links: list[str] = field(default_factory=list)
+
+
+def walk_files(top: Path) -> WalkResult:
+    """List every file below ``top``, following symlinks but entering each folder only once.
+
+    The walk is sorted and top-down: a folder's files (sorted) come before its subfolders' (sorted). A folder
+    reached a second time (by device and inode, e.g. through a link ``a -> .``) is not entered again, so link
+    loops end; real folders are claimed before links to them.
+
+    Returns:
+        The :class:`WalkResult`.
 
     Raises:
         BreakHisError: If a folder below ``top`` (or ``top`` itself) cannot be read, naming it: a scan that
             skipped it would silently lose its images.
     """
 
-    def fail(err: OSError) -> None:
+    def fail(err: OSError) -> NoReturn:
         folder = err.filename if err.filename is not None else top
         raise BreakHisError(
             f"{folder}: cannot read this folder ({err.strerror or err}); fix its permissions (e.g. chmod u+rx) "
             f"or move it out of {top}"
         )
 
-    found = []
+    found: list[str] = []
+    skipped: list[str] = []
     top_s = str(top)
     n = len(top_s) + 1
+    try:
+        st = os.stat(top_s)
+    except OSError as err:
+        fail(err)
+    visited = {(st.st_dev, st.st_ino)}
     for dirpath, dirnames, filenames in os.walk(top_s, onerror=fail, followlinks=True):
-        dirnames.sort()
         rel_dir = dirpath[n:].replace(os.sep, "/")
         prefix = f"{rel_dir}/" if rel_dir else ""
         found.extend(prefix + name for name in sorted(filenames))
-    return found
+        entered = []
+        for name in sorted(dirnames, key=lambda d: (os.path.islink(os.path.join(dirpath, d)), d)):
+            try:
+                st = os.stat(os.path.join(dirpath, name))
+            except OSError as err:
+                fail(err)
+            if (st.st_dev, st.st_ino) in visited:
+                skipped.append(prefix + name)
+                continue
+            visited.add((st.st_dev, st.st_ino))
+            entered.append(name)
+        dirnames[:] = sorted(entered)
+    return WalkResult(found, sorted(skipped))
 
 
 def scan(root: str | os.PathLike) -> DatasetIndex:
@@ -201,7 +245,15 @@ def scan(root: str | os.PathLike) -> DatasetIndex:
     images: list[BreakHisImage] = []
     bad: list[str] = []
     ignored: list[str] = []
-    for rel in walk_files(breast):
+    walked = walk_files(breast)
+    if walked.skipped_links:
+        log.warning(
+            "%d linked folder(s) below %s lead to folders already scanned and were not entered again (e.g. %s)",
+            len(walked.skipped_links),
+            breast,
+            walked.skipped_links[0],
+        )
+    for rel in walked.files:
         name = rel.rsplit("/", 1)[-1]
         if name.startswith(".") or not name.lower().endswith(IMAGE_EXTENSIONS):
             ignored.append(rel)
@@ -232,4 +284,5 @@ def scan(root: str | os.PathLike) -> DatasetIndex:
         missing=sorted(set(official) - found),
         unexpected=sorted(found - set(official)),
         ignored=ignored,
+        skipped_links=walked.skipped_links,
     )

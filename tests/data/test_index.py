@@ -166,3 +166,35 @@ def test_unreadable_folder_for_real(small_tree):
     ]
     assert proc.stdout == ""  # no summary counting the other images only
     assert len(list(folder.iterdir())) == n_files
+
+
+def test_link_loops_end_and_are_reported(small_tree):
+    breast = small_tree / "BreaKHis_v1/histology_slides/breast"
+    folder = breast / "benign/SOB/adenosis/SOB_B_A_14-22549AB/40X"
+    (folder / "a").symlink_to(".")
+    (folder / "b").symlink_to(".")
+    (breast / "malignant" / "SOB" / "again").symlink_to("../../malignant", target_is_directory=True)
+    start = time.perf_counter()
+    proc = run_python("-m", "breakhis_lit", "data", "summary", "--root", str(small_tree), timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert time.perf_counter() - start < 60
+    out = json.loads(proc.stdout)
+    assert out["images"] == sum(1 for _ in breast.glob("*/SOB/*/*/40X/*.png"))
+    assert out["skipped_links"] == 3
+    rel = folder.relative_to(breast).as_posix()
+    assert out["skipped_link_folders"] == [f"{rel}/a", f"{rel}/b", "malignant/SOB/again"]
+    assert "3 linked folder(s) below" in proc.stderr
+    assert "not entered again" in proc.stderr
+
+
+def test_links_to_folders_elsewhere_are_followed(small_tree, tmp_path_factory):
+    breast = small_tree / "BreaKHis_v1/histology_slides/breast"
+    elsewhere = tmp_path_factory.mktemp("elsewhere")
+    patient = "benign/SOB/adenosis/SOB_B_A_14-22549AB"
+    shutil.move(breast / patient, elsewhere / "moved")
+    (breast / patient).symlink_to(elsewhere / "moved", target_is_directory=True)
+    (breast / "benign/SOB/link-to-adenosis").symlink_to(breast / "benign/SOB/adenosis", target_is_directory=True)
+    index = scan(small_tree)
+    assert any(im.path.startswith(f"BreaKHis_v1/histology_slides/breast/{patient}/") for im in index.images)
+    assert index.skipped_links == ["benign/SOB/link-to-adenosis"]  # the real folder is scanned, the link not
+    assert len({im.path for im in index.images}) == len(index.images)
