@@ -31,7 +31,14 @@ from typing_extensions import override
 from breakhis_lit.data.cache import bad_images_message, load_or_build
 from breakhis_lit.data.dataset import CachedImageDataset, SampleRecord, passthrough_collate
 from breakhis_lit.data.demo import generate_demo
-from breakhis_lit.data.index import IMAGE_EXTENSIONS, DatasetIndex, scan, walk_files
+from breakhis_lit.data.index import (
+    IMAGE_EXTENSIONS,
+    DatasetIndex,
+    is_image_name,
+    scan,
+    skipped_files_message,
+    walk_files,
+)
 from breakhis_lit.data.naming import LABELS, SUBTYPE_CODES, parse_magnification, try_parse_filename
 from breakhis_lit.data.official import NUM_OFFICIAL_FOLDS
 from breakhis_lit.data.samplers import SAMPLERS, BalancedSampler, EpochShuffleSampler
@@ -88,8 +95,9 @@ class BreakHisDataModule(LightningDataModule):
         cache_dir: Image cache folder (default ``$BREAKHIS_CACHE`` or ``~/.cache/breakhis_lit``).
         on_bad_image: ``error`` (name every unreadable image) or ``skip`` (warn, list as ``skipped``).
         augment: Random crops, flips, 90-degree rotations and colour jitter in training.
-        predict_root: Predict on every image below this folder (png/jpg/jpeg/tif/tiff/bmp, recursive) instead
-            of the test split.
+        predict_root: Predict on every image below this folder (recursive; the extensions of
+            :data:`~breakhis_lit.data.index.IMAGE_EXTENSIONS`, other files are skipped with a warning) instead of
+            the test split.
         demo: Generate synthetic demo data at ``root`` when it does not exist.
         device_cache: Keep the image tensor on the GPU when training on CUDA and it fits comfortably.
     """
@@ -364,15 +372,19 @@ class BreakHisDataModule(LightningDataModule):
                 walked.skipped_links[0],
             )
         files: list[tuple[str, Path]] = []
+        skipped: list[str] = []
         for rel in walked.files:
-            name = rel.rsplit("/", 1)[-1]
-            if not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS):
+            if is_image_name(rel.rsplit("/", 1)[-1]):
                 files.append((rel, root / rel))
+            else:
+                skipped.append(rel)
         if not files:
             raise BreakHisError(
-                f"{root}: no images (png, jpg, jpeg, tif, tiff, bmp) found in this folder or below; "
+                f"{root}: no images ({' '.join(IMAGE_EXTENSIONS)}) found in this folder or below; "
                 f"pass --data.predict_root pointing at your images"
             )
+        if skipped:
+            log.warning(skipped_files_message(root, skipped))
         images, paths, _, _ = self._load_cache(files, extra_key=f"predict:{root.resolve()}")
         images = self._maybe_to_device(images)
         abs_of = dict(files)

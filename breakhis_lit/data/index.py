@@ -25,8 +25,23 @@ from breakhis_lit.errors import BreakHisError
 
 log = logging.getLogger(__name__)
 
-#: Extensions treated as images (BreakHis itself only has PNGs).
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+#: Extensions (lower case) of the files taken as images everywhere: the BreakHis scan, ``--data.predict_root`` and
+#: ``breakhis gradcam`` folders. All are formats Pillow decodes; BreakHis itself only has PNGs.
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp")
+
+
+def is_image_name(name: str) -> bool:
+    """Whether a file name is taken as an image: one of :data:`IMAGE_EXTENSIONS` (any case), not hidden."""
+    return not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS)
+
+
+def skipped_files_message(folder: str | os.PathLike, skipped: list[str]) -> str:
+    """One line saying how many files below a folder were not taken as images, with an example."""
+    return (
+        f"{len(skipped)} file(s) below {folder} skipped: not an image of a supported type "
+        f"({' '.join(IMAGE_EXTENSIONS)}) or hidden, e.g. {skipped[0]}"
+    )
+
 
 # Where the ``breast`` folder may sit below the root the user gives, most specific first:
 # the Kaggle download (extra BreaKHis_v1 level), the original archive, and roots pointing inside.
@@ -255,7 +270,7 @@ def scan(root: str | os.PathLike) -> DatasetIndex:
         )
     for rel in walked.files:
         name = rel.rsplit("/", 1)[-1]
-        if name.startswith(".") or not name.lower().endswith(IMAGE_EXTENSIONS):
+        if not is_image_name(name):
             ignored.append(rel)
             continue
         try:

@@ -336,6 +336,27 @@ def test_predict_root_any_folder(demo_root, tmp_path):
     assert batch["group"].tolist()[:2] == [-1, -1]
 
 
+def test_predict_root_takes_gif_and_webp_and_reports_the_rest(demo_root, tmp_path, caplog):
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    src = Image.open(next((demo_root / "BreaKHis_v1").rglob("SOB_B_*.png")))
+    src.save(folder / "a.gif")
+    src.save(folder / "b.WEBP", format="WEBP", lossless=True)
+    src.save(folder / "c.png")
+    (folder / "d.svg").write_text("<svg/>")
+    (folder / ".hidden.png").write_bytes(b"")
+    dm = _dm(demo_root, predict_root=str(folder))
+    with caplog.at_level(logging.WARNING):
+        dm.setup("predict")
+    assert [os.path.basename(r.path) for r in dm.records("predict")] == ["a.gif", "b.WEBP", "c.png"]
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == [
+        f"2 file(s) below {folder} skipped: not an image of a supported type "
+        f"(.png .jpg .jpeg .tif .tiff .bmp .gif .webp) or hidden, e.g. .hidden.png"
+    ]
+    assert dm.dataset("predict").images.shape[0] == 3
+
+
 def test_predict_root_empty(tmp_path):
     (tmp_path / "empty").mkdir()
     dm = _dm(tmp_path, predict_root=str(tmp_path / "empty"))
