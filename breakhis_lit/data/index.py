@@ -67,7 +67,8 @@ def find_breast_dir(root: str | os.PathLike) -> Path:
         The ``breast`` folder (holding ``benign`` and/or ``malignant``).
 
     Raises:
-        BreakHisError: If the root does not exist or has no BreakHis layout.
+        BreakHisError: If the root does not exist, has no BreakHis layout, or has several (e.g. both the original
+            and the Kaggle one): which one to use is the user's choice, never a silent pick.
     """
     root = Path(root).expanduser()
     if not root.exists():
@@ -77,10 +78,20 @@ def find_breast_dir(root: str | os.PathLike) -> Path:
         )
     if not root.is_dir():
         raise BreakHisError(f"{root}: dataset root is not a folder; pass the folder holding BreaKHis_v1")
+    found: list[Path] = []
     for parts in _LAYOUTS:
         cand = root.joinpath(*parts)
-        if cand.is_dir() and ((cand / "benign").is_dir() or (cand / "malignant").is_dir()):
-            return cand
+        layout = cand.is_dir() and ((cand / "benign").is_dir() or (cand / "malignant").is_dir())
+        if layout and all(cand.resolve() != other.resolve() for other in found):
+            found.append(cand)
+    if len(found) > 1:
+        raise BreakHisError(
+            f"{root}: {len(found)} BreakHis layouts found ({' and '.join(str(c) for c in found)}), e.g. the original "
+            f"and the Kaggle one (an extra BreaKHis_v1 level); point --data.root at one of them: "
+            f"{' or '.join(str(c.parent) for c in found)}"
+        )
+    if found:
+        return found[0]
     raise BreakHisError(
         f"{root}: no BreakHis layout found (looked for [BreaKHis_v1/[BreaKHis_v1/]]histology_slides/breast/"
         f"{{benign,malignant}}); pass the folder holding BreaKHis_v1, or one of its subfolders down to breast"

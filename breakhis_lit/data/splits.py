@@ -297,7 +297,8 @@ def check_split(rows: Sequence[SplitRow], strategy: str = "patient", group_by: s
         group_by: Grouping the rows were made with (used in messages).
 
     Raises:
-        BreakHisError: If a group appears in two splits or a split holds no image of a class.
+        BreakHisError: If a group appears in two splits, the data holds no image of a class at all (or only
+            skipped ones), or a split holds no image of a class.
     """
     live = [r for r in rows if r.split != SKIPPED]
     sides: dict[str, set[str]] = defaultdict(set)
@@ -344,14 +345,27 @@ def check_split(rows: Sequence[SplitRow], strategy: str = "patient", group_by: s
         "kfold": "--data.num_folds / --data.val_ratio (or another --data.seed)",
         "image": "--data.{name}_ratio",
     }[strategy]
+    mags = "/".join(map(str, sorted({r.magnification for r in rows})))
+    for label in LABELS:
+        n_label = sum(1 for r in rows if r.label == label)
+        if not n_label:
+            raise BreakHisError(
+                f"split {strategy}: the data holds no {label} image at all ({len(rows)} images, magnification "
+                f"{mags}); both classes are needed: point --data.root at the whole BreakHis tree (or choose another "
+                f"--data.magnification)"
+            )
+        if not any(r.label == label for r in live):
+            raise BreakHisError(
+                f"split {strategy}: all {n_label} {label} image(s) (magnification {mags}) were skipped as unreadable; "
+                f"fix or replace them (they are listed in the log and in splits.csv)"
+            )
     for name in SPLIT_NAMES:
         present = {r.label for r in live if r.split == name}
         for label in LABELS:
             if label not in present:
-                mags = sorted({r.magnification for r in rows})
                 raise BreakHisError(
                     f"split {strategy}: the {name} split has no {label} image (magnification "
-                    f"{'/'.join(map(str, mags))}, {len(live)} images); change {option.format(name=name)}"
+                    f"{mags}, {len(live)} images); change {option.format(name=name)}"
                 )
 
 

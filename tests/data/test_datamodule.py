@@ -316,6 +316,18 @@ def test_unreadable_folder_fails_instead_of_shrinking_the_data(demo_root, tmp_pa
     assert str(err.value).startswith(f"{folder}: cannot read this folder (Permission denied); fix its permissions")
 
 
+def test_tree_without_malignant_images_is_named_as_such(demo_root, tmp_path):
+    copy = tmp_path / "benign-only"
+    shutil.copytree(demo_root / "BreaKHis_v1", copy / "BreaKHis_v1", copy_function=os.link)
+    shutil.rmtree(copy / "BreaKHis_v1/histology_slides/breast/malignant")
+    with pytest.raises(BreakHisError) as err:
+        _dm(copy).setup("fit")
+    message = str(err.value)
+    assert message.startswith("split patient: the data holds no malignant image at all (")
+    assert "point --data.root at the whole BreakHis tree" in message
+    assert (demo_root / "BreaKHis_v1/histology_slides/breast/malignant").is_dir()  # the copy only
+
+
 def test_predict_root_any_folder(demo_root, tmp_path):
     folder = tmp_path / "mine"
     (folder / "sub").mkdir(parents=True)

@@ -198,3 +198,19 @@ def test_links_to_folders_elsewhere_are_followed(small_tree, tmp_path_factory):
     assert any(im.path.startswith(f"BreaKHis_v1/histology_slides/breast/{patient}/") for im in index.images)
     assert index.skipped_links == ["benign/SOB/link-to-adenosis"]  # the real folder is scanned, the link not
     assert len({im.path for im in index.images}) == len(index.images)
+
+
+def test_original_and_kaggle_layouts_under_one_root_refused(small_tree):
+    shutil.copytree(small_tree / "BreaKHis_v1", small_tree / "BreaKHis_v1" / "BreaKHis_v1")  # a second, nested copy
+    plain = small_tree / "BreaKHis_v1/histology_slides/breast"
+    kaggle = small_tree / "BreaKHis_v1/BreaKHis_v1/histology_slides/breast"
+    for root in (small_tree, small_tree / "BreaKHis_v1"):
+        with pytest.raises(BreakHisError) as err:
+            scan(root)
+        message = str(err.value)
+        assert "\n" not in message
+        assert message.startswith(f"{root}: 2 BreakHis layouts found ({kaggle} and {plain})")
+        assert f"point --data.root at one of them: {kaggle.parent} or {plain.parent}" in message
+    assert find_breast_dir(kaggle.parent) == kaggle  # each suggested root is unambiguous
+    assert find_breast_dir(plain.parent) == plain
+    assert len(scan(plain.parent).images) == len(scan(kaggle.parent).images)

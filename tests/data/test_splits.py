@@ -251,3 +251,21 @@ def test_byte_identical_copies_of_two_patients_refused(same_side):
     assert f"{rows[0].path} (14-1) = {rows[1].path} (14-2)" in message
     assert rows[2].path not in message  # skipped
     check_duplicates(rows[:1] + rows[2:], digests, "image")  # one live copy: fine
+
+
+def test_data_without_a_class_is_named_as_such(images):
+    benign_only = [im for im in images if im.label == "benign"]
+    with pytest.raises(BreakHisError) as err:
+        make_split(benign_only, "patient", magnification=40)
+    message = str(err.value)
+    assert message.startswith("split patient: the data holds no malignant image at all (625 images, magnification 40)")
+    assert "--data.root" in message
+    assert "train_ratio" not in message
+
+
+def test_all_images_of_a_class_skipped_is_named_as_such(images):
+    rows = make_split(images, "patient", magnification=40)
+    rows = mark_skipped(rows, [r.path for r in rows if r.label == "malignant"])
+    with pytest.raises(BreakHisError) as err:
+        check_split(rows, "patient")
+    assert "all 1370 malignant image(s) (magnification 40) were skipped as unreadable" in str(err.value)
