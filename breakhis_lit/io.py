@@ -1,16 +1,120 @@
-"""Small file helpers: atomic writes so a killed process never leaves a half-written file behind."""
+"""Small file helpers: atomic writes so a killed process never leaves a half-written file behind.
+
+A write goes to ``.<name>.<host>-<pid>.<random>.tmp`` beside the destination and is renamed into place. A process
+killed mid-write leaves that temporary file; the next atomic write into the same folder removes it once it is
+certainly stale: its writer ran on this machine and is gone, or nobody has touched it for an hour (writers on
+other machines sharing the folder, temporary files of older versions).
+"""
 
 from __future__ import annotations
 
+import logging
 import os
-import tempfile
+import re
+import socket
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 
+log = logging.getLogger(__name__)
+
+_TEMP_ATTEMPTS = 100
+#: A temporary file untouched this long is stale whoever wrote it (a live writer keeps writing into it).
+STALE_TEMP_AGE_S = 3600.0
+#: A temporary file of a dead writer on this machine is stale once untouched this long (a safety margin for
+#: PID namespaces: a process in another container of the same host may look dead from here).
+DEAD_WRITER_TEMP_AGE_S = 60.0
+_HOST = re.sub(r"[^A-Za-z0-9_]", "_", socket.gethostname().split(".")[0]) or "host"
+_TEMP_NAME = re.compile(r"^\..+\.(?P<host>[A-Za-z0-9_]+)-(?P<pid>\d+)\.[0-9a-f]{8}\.tmp$")
+_LEGACY_TEMP_NAME = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")  # tempfile.mkstemp names of older versions
+
+
+def _pid_alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists on this machine (``True`` when it cannot be told)."""
+    if os.name != "posix":
+        return True  # os.kill(pid, 0) would terminate the process on Windows
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # PermissionError: it exists, under another user
+        return True
+    return True
+
+
+def remove_stale_temps(folder: str | Path, *, now: float | None = None) -> list[Path]:
+    """Remove the temporary files that killed :func:`atomic_write` calls left in ``folder``.
+
+    A temporary file is stale when its writer ran on this machine, is no longer running and the file has not
+    changed for :data:`DEAD_WRITER_TEMP_AGE_S`, or when it has not changed for :data:`STALE_TEMP_AGE_S`
+    (writers on other machines, names without a writer). Live writers' files are never touched.
+
+    Args:
+        folder: The folder to clean (not recursive).
+        now: The current time (``time.time()``), for tests.
+
+    Returns:
+        The removed files.
+    """
+    now = time.time() if now is None else now
+    removed: list[Path] = []
+    freed = 0
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        name = entry.name
+        if not (name.startswith(".") and name.endswith(".tmp")):
+            continue
+        match = _TEMP_NAME.match(name)
+        if match is None and not _LEGACY_TEMP_NAME.match(name):
+            continue
+        try:
+            st = entry.stat(follow_symlinks=False)
+            if not entry.is_file(follow_symlinks=False):
+                continue
+            age = now - st.st_mtime
+            dead = match is not None and match["host"] == _HOST and not _pid_alive(int(match["pid"]))
+            if age > STALE_TEMP_AGE_S or (dead and age > DEAD_WRITER_TEMP_AGE_S):
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+                freed += st.st_size
+        except OSError:  # gone meanwhile (another cleaner), or not ours to remove
+            continue
+    if removed:
+        log.warning(
+            "removed %d stale temporary file(s) of interrupted writes (%.1f MB) in %s, e.g. %s",
+            len(removed),
+            freed / 2**20,
+            folder,
+            removed[0].name,
+        )
+    return removed
+
+
+def _create_temp(path: Path) -> tuple[int, Path]:
+    """Create a new, empty temporary file beside ``path``; returns its descriptor and path.
+
+    The file is created with mode ``0o666`` filtered by the process umask (as ``open`` does), so the renamed file
+    gets the same permissions as any other file this process writes (``tempfile.mkstemp`` would give ``0o600``).
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
+    for _ in range(_TEMP_ATTEMPTS):
+        tmp = path.parent / f".{path.name}.{_HOST}-{os.getpid()}.{os.urandom(4).hex()}.tmp"
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"{path.parent}: no free temporary file name for {path.name}")
+
 
 def atomic_write(path: str | Path, write: Callable[[BinaryIO], object], *, fsync: bool = True) -> Path:
     """Write ``path`` through a temporary file in the same folder and ``os.replace``.
+
+    The result has the permissions of a plainly created file (``0o666`` less the umask). Stale temporary files
+    of earlier, interrupted writes in the folder are removed first (:func:`remove_stale_temps`).
 
     Args:
         path: Destination file; its folder is created when missing.
@@ -23,7 +127,8 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], object], *, fsync
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    remove_stale_temps(path.parent)
+    fd, tmp = _create_temp(path)
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
@@ -32,7 +137,7 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], object], *, fsync
                 os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     return path
 

@@ -8,7 +8,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from breakhis_lit.data.cache import decode_images
+from breakhis_lit.data.cache import decode_images, find_duplicates
 from breakhis_lit.data.index import scan
 from breakhis_lit.data.splits import GROUP_BY, SPLIT_NAMES, STRATEGIES, make_split, with_sizes, write_split_csv
 from breakhis_lit.errors import BreakHisError
@@ -23,7 +23,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--root", required=True, help="folder holding BreaKHis_v1 (or a folder inside it)")
     p.add_argument("--all-files", action="store_true", help="list every missing/unexpected file (default: 100)")
 
-    p = sub.add_parser("check", help="decode every image; exit 1 and name every unreadable file")
+    p = sub.add_parser(
+        "check", help="decode every image; exit 1 and name every unreadable file; list byte-identical files"
+    )
     p.add_argument("--root", required=True, help="folder holding BreaKHis_v1 (or a folder inside it)")
     p.add_argument("--magnification", default="all", help="40, 100, 200, 400 or all (default)")
     p.add_argument("--workers", type=int, default=None, help="decoding processes (default: all cores)")
@@ -55,9 +57,17 @@ def _summary(args: argparse.Namespace) -> int:
 def _check(args: argparse.Namespace) -> int:
     index = scan(args.root)
     images = index.select(args.magnification)
-    result = decode_images(
-        [index.abspath(im) for im in images], size=8, num_workers=args.workers, desc="checking images"
-    )
+    paths = [index.abspath(im) for im in images]
+    result = decode_images(paths, size=8, num_workers=args.workers, desc="checking images")
+    copies = find_duplicates({str(paths[i]): digest for i, digest in zip(result.ok, result.digests, strict=True)})
+    for same in copies:
+        print(f"identical: {' = '.join(same)}")
+    if copies:
+        print(
+            f"{len(copies)} set(s) of byte-identical images ({sum(map(len, copies))} files); a split refuses copies "
+            f"on two sides or under two patients",
+            file=sys.stderr,
+        )
     if result.bad:
         for path, reason in result.bad:
             print(f"unreadable: {path} ({reason})")

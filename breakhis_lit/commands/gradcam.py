@@ -16,9 +16,6 @@ from tqdm.auto import tqdm
 
 from breakhis_lit.errors import BreakHisError
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
-"""Files taken from input folders (case-insensitive); files named directly are always tried."""
-
 DEFAULT_IMAGE_SIZE = 224
 BINARY_CLASSES = ("benign", "malignant")
 
@@ -170,22 +167,41 @@ def _target_index(target: str | None, classes: list[str]) -> int | None:
 def collect_images(inputs: Sequence[str], exclude: Path | None = None) -> list[Path]:
     """Image files named directly, or found recursively in folders, in input order then sorted per folder.
 
+    Folders contribute the files with an extension of :data:`breakhis_lit.data.index.IMAGE_EXTENSIONS`; the other
+    files are counted in one warning line on stderr (with an example). Files named directly are always tried.
+
     Args:
         inputs: Files and folders.
         exclude: A folder whose files are left out (the output folder, so earlier overlays are not re-read).
 
     Raises:
-        BreakHisError: When an input does not exist or nothing is found.
+        BreakHisError: When an input does not exist, a folder cannot be read, or nothing is found.
     """
+    from breakhis_lit.data.index import IMAGE_EXTENSIONS, is_image_name, skipped_files_message, walk_files
+
     skip = exclude.resolve() if exclude is not None else None
     found: list[Path] = []
     seen: set[Path] = set()
     for name in inputs:
         path = Path(name)
         if path.is_dir():
-            candidates = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            walked = walk_files(path)
+            candidates, others = [], []
+            for rel in walked.files:
+                (candidates if is_image_name(rel.rsplit("/", 1)[-1]) else others).append(path / rel)
             if skip is not None:
                 candidates = [p for p in candidates if not p.resolve().is_relative_to(skip)]
+                others = [p for p in others if not p.resolve().is_relative_to(skip)]
+            candidates.sort()
+            if others:
+                rels = sorted(p.relative_to(path).as_posix() for p in others)
+                print(f"warning: {skipped_files_message(path, rels)}", file=sys.stderr)
+            if walked.skipped_links:
+                print(
+                    f"warning: {len(walked.skipped_links)} linked folder(s) below {path} lead to folders already "
+                    f"listed and were not entered again (e.g. {walked.skipped_links[0]})",
+                    file=sys.stderr,
+                )
         elif path.is_file():
             candidates = [path]
         else:
@@ -197,7 +213,7 @@ def collect_images(inputs: Sequence[str], exclude: Path | None = None) -> list[P
                 found.append(candidate)
     if not found:
         raise BreakHisError(
-            f"{' '.join(inputs)}: no images found ({'/'.join(IMAGE_SUFFIXES)}); pass image files or folders of images"
+            f"{' '.join(inputs)}: no images found ({' '.join(IMAGE_EXTENSIONS)}); pass image files or folders of images"
         )
     return found
 

@@ -4,17 +4,27 @@ The cache file name is a hash of the file list (relative path, size, mtime), the
 and :data:`CACHE_VERSION`, so a changed file, image size or preprocessing version gives a new cache instead of
 a misread one. Files are written to a temporary name and moved into place with :func:`os.replace`; the
 metadata ``.json`` is written last and marks the cache as complete, so a build killed half-way is never used.
+The metadata holds the CRC-32 of the array's bytes, verified on every load: a cache damaged after it was written
+(zeroed blocks, bit rot) is rebuilt, never used. It also holds a content digest of every source file, taken from
+the bytes read for decoding, so byte-identical files are known without reading the tree again.
+Files whose content cannot be decoded are remembered as bad; files that could not be read at all (permission
+denied, not found, I/O errors) are not: they are tried again on every load, and the cache is rebuilt as soon as
+they can be read.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import logging
 import multiprocessing
 import os
+import re
+import struct
 import sys
+import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +39,7 @@ from breakhis_lit.io import atomic_write
 log = logging.getLogger(__name__)
 
 #: Bump when decoding or resizing changes: older caches are then rebuilt, never misread.
-CACHE_VERSION = 1
+CACHE_VERSION = 4
 #: Resize mode: ``squash`` resizes to ``size x size`` ignoring the aspect ratio (as the paper).
 RESIZE_MODES = ("squash",)
 _SERIAL_BELOW_BYTES = 16 << 20
@@ -45,16 +55,21 @@ def default_cache_dir() -> Path:
 
 
 class BadImageError(Exception):
-    """An image file that cannot be decoded; ``reason`` is short (``zero bytes``, ``truncated``...)."""
+    """An image file that cannot be decoded; ``reason`` is short (``zero bytes``, ``truncated``...).
 
-    def __init__(self, path: str, reason: str) -> None:
+    ``transient`` marks failures of reading rather than of the content (permission denied, file not found, I/O
+    errors): they may be gone on the next try, so they are never remembered by the cache.
+    """
+
+    def __init__(self, path: str, reason: str, transient: bool = False) -> None:
         super().__init__(f"{path} ({reason})")
         self.path = path
         self.reason = reason
+        self.transient = transient
 
-    def __reduce__(self) -> tuple[type, tuple[str, str]]:
-        # Pickled back from decoding workers: rebuild from both fields, not from the message.
-        return (type(self), (self.path, self.reason))
+    def __reduce__(self) -> tuple[type, tuple[str, str, bool]]:
+        # Pickled back from decoding workers: rebuild from the fields, not from the message.
+        return (type(self), (self.path, self.reason, self.transient))
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:
@@ -73,6 +88,87 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
+def _declared_size(data: bytes) -> tuple[int, int] | None:
+    """The pixel size an image file's header declares, read without Pillow's decompression-bomb check."""
+    try:
+        fp = io.BytesIO(data)
+        for fmt in Image.ID:
+            factory, accept = Image.OPEN[fmt]
+            if accept is not None and accept(data[:16]) is not True:
+                continue
+            fp.seek(0)
+            try:
+                return tuple(factory(fp, "").size)
+            except (SyntaxError, IndexError, TypeError, ValueError, struct.error):
+                continue
+    except Exception:  # the size only words a message: any failure leaves it out
+        return None
+    return None
+
+
+def _too_large(data: bytes, err: Exception) -> str:
+    size = _declared_size(data)
+    if size is not None:
+        return f"too large: {size[0]}×{size[1]} pixels"
+    pixels = re.search(r"\((\d+) pixels\)", str(err))
+    return f"too large: {pixels.group(1)} pixels" if pixels else "too large"
+
+
+def _read_file(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def content_digest(data: bytes) -> str:
+    """The digest that identifies byte-identical files (SHA-256, first 128 bits, hex)."""
+    return hashlib.sha256(data).hexdigest()[:32]
+
+
+def decode_file(path: str | os.PathLike, size: int | None = 224) -> tuple[np.ndarray, str]:
+    """Decode an image file like :func:`decode_image` and return the :func:`content_digest` of its bytes too.
+
+    The file is read once; the digest is computed on the bytes the decoder reads.
+
+    Returns:
+        The uint8 ``[3, H, W]`` array and the digest.
+
+    Raises:
+        BadImageError: As :func:`decode_image`.
+    """
+    p = str(path)
+    data = b""
+    try:
+        data = _read_file(p)
+        if not data:
+            raise BadImageError(p, "zero bytes")
+        digest = content_digest(data)
+        with Image.open(io.BytesIO(data)) as img:
+            if size is not None:
+                img.draft("RGB", (size, size))  # JPEG: decode at reduced scale when possible
+            img.load()
+            rgb = _to_rgb(img)
+            if size is not None and rgb.size != (size, size):
+                rgb = rgb.resize((size, size), Image.Resampling.BILINEAR)
+            arr = np.asarray(rgb, dtype=np.uint8)
+    except BadImageError:
+        raise
+    except FileNotFoundError:
+        raise BadImageError(p, "file not found", transient=True) from None
+    except PermissionError:
+        raise BadImageError(p, "permission denied", transient=True) from None
+    except UnidentifiedImageError:
+        raise BadImageError(p, "not a readable image") from None
+    except Image.DecompressionBombError as err:
+        raise BadImageError(p, _too_large(data, err)) from None
+    except OSError as err:
+        if err.errno is not None:  # the operating system failed to read the file; Pillow's errors have none
+            raise BadImageError(p, f"read error: {err.strerror or err}", transient=True) from None
+        raise BadImageError(p, _content_error(err)) from None
+    except (SyntaxError, ValueError, EOFError) as err:
+        raise BadImageError(p, _content_error(err)) from None
+    return np.ascontiguousarray(arr.transpose(2, 0, 1)), digest
+
+
 def decode_image(path: str | os.PathLike, size: int | None = 224) -> np.ndarray:
     """Decode an image file to a uint8 ``[3, H, W]`` array, resized (squashed) to ``size x size``.
 
@@ -84,41 +180,27 @@ def decode_image(path: str | os.PathLike, size: int | None = 224) -> np.ndarray:
         The uint8 array, channels first.
 
     Raises:
-        BadImageError: If the file cannot be decoded (zero bytes, truncated, not an image...).
+        BadImageError: If the file cannot be decoded (zero bytes, truncated, not an image, more pixels than
+            Pillow's decompression-bomb limit ``PIL.Image.MAX_IMAGE_PIXELS`` allows...) or read (permission
+            denied, not found, I/O error: ``transient``).
     """
-    p = str(path)
-    try:
-        if os.path.getsize(p) == 0:
-            raise BadImageError(p, "zero bytes")
-        with Image.open(p) as img:
-            if size is not None:
-                img.draft("RGB", (size, size))  # JPEG: decode at reduced scale when possible
-            img.load()
-            rgb = _to_rgb(img)
-            if size is not None and rgb.size != (size, size):
-                rgb = rgb.resize((size, size), Image.Resampling.BILINEAR)
-            arr = np.asarray(rgb, dtype=np.uint8)
-    except BadImageError:
-        raise
-    except FileNotFoundError:
-        raise BadImageError(p, "file not found") from None
-    except UnidentifiedImageError:
-        raise BadImageError(p, "not a readable image") from None
-    except (OSError, SyntaxError, ValueError, EOFError) as err:
-        text = str(err).lower()
-        reason = "truncated" if "truncated" in text or "eof" in text or isinstance(err, EOFError) else f"corrupt: {err}"
-        raise BadImageError(p, reason) from None
-    return np.ascontiguousarray(arr.transpose(2, 0, 1))
+    return decode_file(path, size)[0]
 
 
-def _decode_task(args: tuple[str, int | None]) -> np.ndarray | BadImageError:
+def _content_error(err: Exception) -> str:
+    """The reason for a file whose content Pillow cannot decode."""
+    text = str(err).lower()
+    return "truncated" if "truncated" in text or "eof" in text or isinstance(err, EOFError) else f"corrupt: {err}"
+
+
+def _decode_task(args: tuple[str, int | None]) -> tuple[np.ndarray, str] | BadImageError:
     try:
-        return decode_image(*args)
+        return decode_file(*args)
     except BadImageError as err:
         return err
 
 
-def _decode_chunk(tasks: list[tuple[str, int | None]]) -> list[np.ndarray | BadImageError]:
+def _decode_chunk(tasks: list[tuple[str, int | None]]) -> list[tuple[np.ndarray, str] | BadImageError]:
     return [_decode_task(t) for t in tasks]
 
 
@@ -130,11 +212,16 @@ class DecodeResult:
         images: uint8 ``[N_ok, 3, size, size]`` array of the readable images, in input order.
         ok: Input indexes of the rows of ``images``.
         bad: ``(path, reason)`` of every unreadable file, in input order.
+        transient: Paths of ``bad`` whose failure is one of reading, not of the content (permission denied,
+            file not found, I/O error): worth another try later.
+        digests: :func:`content_digest` of each row's file (byte-identical files have equal digests).
     """
 
     images: np.ndarray
     ok: list[int]
     bad: list[tuple[str, str]] = field(default_factory=list)
+    transient: list[str] = field(default_factory=list)
+    digests: list[str] = field(default_factory=list)
 
 
 def _pool_context() -> multiprocessing.context.BaseContext:
@@ -181,16 +268,21 @@ def decode_images(
     out = np.empty((n, 3, size, size), dtype=np.uint8)
     ok: list[int] = []
     bad: list[tuple[str, str]] = []
+    transient: list[str] = []
+    digests: list[str] = []
     if num_workers is None:
         num_workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     tasks = [(str(p), size) for p in paths]
     bar = tqdm(total=n, desc=desc, unit="img", disable=not progress, leave=False, dynamic_ncols=True)
 
-    def record(i: int, res: np.ndarray | BadImageError) -> None:
+    def record(i: int, res: tuple[np.ndarray, str] | BadImageError) -> None:
         if isinstance(res, BadImageError):
             bad.append((res.path, res.reason))
+            if res.transient:
+                transient.append(res.path)
         else:
-            out[len(ok)] = res
+            out[len(ok)] = res[0]
+            digests.append(res[1])
             ok.append(i)
         bar.update(1)
 
@@ -218,7 +310,7 @@ def decode_images(
     finally:
         bar.close()
     images = out if len(ok) == n else out[: len(ok)].copy()
-    return DecodeResult(images=images, ok=ok, bad=bad)
+    return DecodeResult(images=images, ok=ok, bad=bad, transient=transient, digests=digests)
 
 
 def bad_images_message(bad: Sequence[tuple[str, str]], option: str = "--data.on_bad_image skip") -> str:
@@ -262,6 +354,7 @@ class CachedImages:
         bad: ``(relative path, reason)`` of unreadable files (not in ``images``).
         key: The cache key.
         built: Whether this call decoded the images (``False``: loaded from disk).
+        digests: :func:`content_digest` of the file of each row (equal for byte-identical files).
     """
 
     images: np.ndarray
@@ -269,6 +362,22 @@ class CachedImages:
     bad: list[tuple[str, str]]
     key: str
     built: bool
+    digests: list[str] = field(default_factory=list)
+
+
+def find_duplicates(digests: dict[str, str]) -> list[list[str]]:
+    """Group paths whose files are byte-identical.
+
+    Args:
+        digests: Path -> :func:`content_digest` of its file.
+
+    Returns:
+        Every set of two or more paths sharing a digest, each sorted, sorted by first path.
+    """
+    by_digest: dict[str, list[str]] = {}
+    for path, digest in digests.items():
+        by_digest.setdefault(digest, []).append(path)
+    return sorted(sorted(paths) for paths in by_digest.values() if len(paths) > 1)
 
 
 def cache_files(cache_dir: Path, key: str) -> tuple[Path, Path]:
@@ -276,40 +385,173 @@ def cache_files(cache_dir: Path, key: str) -> tuple[Path, Path]:
     return cache_dir / f"breakhis-{key}.npy", cache_dir / f"breakhis-{key}.json"
 
 
-def load_cache(cache_dir: Path, key: str, size: int, n_files: int) -> CachedImages | None:
-    """Load a complete cache, or return ``None`` when absent, incomplete or from another version."""
+def _meta_problem(meta: object) -> str | None:
+    """Why a parsed metadata object of the current version is unusable, or ``None`` when it is sound."""
+    if not isinstance(meta, dict):
+        return f"a JSON {type(meta).__name__}, not an object"
+    paths = meta.get("paths")
+    if not all(isinstance(meta.get(name), int) for name in ("size", "crc32")) or not isinstance(meta.get("key"), str):
+        return "no key, size or checksum"
+    if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
+        return "no list of paths"
+    digests = meta.get("digests")
+    if not isinstance(digests, list) or len(digests) != len(paths) or not all(isinstance(d, str) for d in digests):
+        return "no content digest for every path"
+    for name in ("bad", "retry"):
+        pairs = meta.get(name)
+        if not isinstance(pairs, list) or not all(
+            isinstance(b, list) and len(b) == 2 and all(isinstance(x, str) for x in b) for b in pairs
+        ):
+            return f"no list of {'unreadable' if name == 'bad' else 'unread'} files"
+    return None
+
+
+def _read_meta(meta_path: Path) -> dict | None:
+    """Read a cache's metadata; ``None`` (after a warning unless it is simply absent) when it is unusable."""
+    try:
+        raw = meta_path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as err:
+        log.warning("cannot read the cache metadata %s (%s); rebuilding the cache", meta_path, err.strerror or err)
+        return None
+    try:
+        meta = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        log.warning("cache metadata %s is damaged (not JSON); rebuilding the cache", meta_path)
+        return None
+    if isinstance(meta, dict) and meta.get("version") != CACHE_VERSION:
+        log.info("cache %s is from another version: rebuilding", meta_path)
+        return None
+    problem = _meta_problem(meta)
+    if problem is not None:
+        log.warning("cache metadata %s is damaged (%s); rebuilding the cache", meta_path, problem)
+        return None
+    return meta
+
+
+def load_cache(
+    cache_dir: Path, key: str, size: int, files: Sequence[tuple[str, str | os.PathLike]]
+) -> CachedImages | None:
+    """Load a complete cache, or return ``None`` when absent, incomplete, damaged or from another version.
+
+    Files that could not be read when the cache was built (permission denied, not found, I/O error) are tried
+    again: still unreadable, they are reported in ``bad``; readable now, the cache is rebuilt (``None``).
+    """
     npy, meta_path = cache_files(cache_dir, key)
+    meta = _read_meta(meta_path)
+    if meta is None:
+        return None
+    retry = [tuple(b) for b in meta["retry"]]
+    n_listed = len(meta["paths"]) + len(meta["bad"]) + len(retry)
+    if meta["key"] != key or meta["size"] != size or n_listed != len(files):
+        log.info("cache %s is stale: rebuilding", meta_path)
+        return None
+    still_bad = _retry_unread(files, retry, size)
+    if still_bad is None:
+        log.info("cache %s: files unreadable when it was built can be read now: rebuilding", meta_path)
+        return None
     try:
-        meta = json.loads(meta_path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
+        images = _read_checked(npy, (len(meta["paths"]), 3, size, size), meta["crc32"])
+    except FileNotFoundError:
         return None
-    if (
-        meta.get("version") != CACHE_VERSION
-        or meta.get("key") != key
-        or meta.get("size") != size
-        or len(meta.get("paths", [])) + len(meta.get("bad", [])) != n_files
-    ):
-        log.info("cache %s is stale or from another version: rebuilding", meta_path)
+    except (OSError, ValueError) as err:
+        log.warning("image cache %s is damaged (%s); rebuilding it", npy, err)
         return None
-    try:
-        images = np.load(npy, allow_pickle=False)
-    except (FileNotFoundError, ValueError, OSError):
+    bad = [tuple(b) for b in meta["bad"]] + still_bad
+    return CachedImages(images, list(meta["paths"]), bad, key, built=False, digests=list(meta["digests"]))
+
+
+_CHUNK_BYTES = 1 << 22  # checksummed while still in the CPU cache, right after it is read
+
+
+def array_crc32(images: np.ndarray) -> int:
+    """CRC-32 of an array's bytes (C order), computed in chunks without a copy."""
+    view = memoryview(np.ascontiguousarray(images).reshape(-1)).cast("B")
+    crc = 0
+    for start in range(0, len(view), _CHUNK_BYTES):
+        crc = zlib.crc32(view[start : start + _CHUNK_BYTES], crc)
+    return crc
+
+
+def _read_checked(npy: Path, shape: tuple[int, ...], crc32: int) -> np.ndarray:
+    """Read a uint8 ``.npy`` array written by :func:`np.save`, verifying its shape and the CRC-32 of its bytes.
+
+    The bytes are checksummed chunk by chunk as they are read, so a corrupted file (zeroed blocks, bit rot, a
+    file of the right size with the wrong content) is caught at the cost of about one extra pass in the CPU
+    cache, not of a second read.
+
+    Raises:
+        FileNotFoundError: If the file is absent.
+        ValueError: If the header, the size or the checksum does not match.
+    """
+    with open(npy, "rb") as f:
+        version = np.lib.format.read_magic(f)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        file_shape, fortran, dtype = read_header(f)
+        if tuple(file_shape) != shape or dtype != np.uint8 or fortran:
+            raise ValueError(f"holds a {dtype} array of shape {tuple(file_shape)}, expected uint8 {shape}")
+        images = np.empty(shape, dtype=np.uint8)
+        view = memoryview(images.reshape(-1))
+        crc, done = 0, 0
+        while done < len(view):
+            n = f.readinto(view[done : done + _CHUNK_BYTES])
+            if not n:
+                raise ValueError(f"truncated: {done} of {len(view)} array bytes")
+            crc = zlib.crc32(view[done : done + n], crc)
+            done += n
+        if f.read(1):
+            raise ValueError("longer than its array")
+    if crc != crc32:
+        raise ValueError("checksum mismatch: its content changed after it was written")
+    return images
+
+
+def _retry_unread(
+    files: Sequence[tuple[str, str | os.PathLike]], retry: list[tuple[str, str]], size: int
+) -> list[tuple[str, str]] | None:
+    """Try again the files a build could not read.
+
+    Returns:
+        Their current ``(rel, reason)``, or ``None`` once any is readable or shows a content problem (the cache
+        must then be rebuilt).
+    """
+    if not retry:
+        return []
+    path_of = {rel: path for rel, path in files}
+    still: list[tuple[str, str]] = []
+    for rel, _ in retry:
+        if rel not in path_of:
+            return None
+        try:
+            decode_file(path_of[rel], size)
+        except BadImageError as err:
+            if not err.transient:
+                return None
+            still.append((rel, err.reason))
+            continue
         return None
-    if images.shape != (len(meta["paths"]), 3, size, size) or images.dtype != np.uint8:
-        log.info("cache %s has an unexpected shape %s: rebuilding", npy, images.shape)
-        return None
-    return CachedImages(images, list(meta["paths"]), [tuple(b) for b in meta["bad"]], key, built=False)
+    return still
 
 
 @contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
+def _file_lock(path: Path) -> Iterator[OSError | None]:
+    """Hold a file lock on ``path``; yields ``None``, or (unlocked) the error when the lock cannot be created."""
     try:
         from filelock import FileLock
     except ImportError:  # pragma: no cover - filelock comes with torch
-        yield
+        yield None
         return
-    with FileLock(str(path)):
-        yield
+    lock = FileLock(str(path))
+    try:
+        lock.acquire()
+    except OSError as err:  # a read-only folder or file system
+        yield err
+        return
+    try:
+        yield None
+    finally:
+        lock.release()
 
 
 def load_or_build(
@@ -326,7 +568,8 @@ def load_or_build(
     """Load the cache of a file list, decoding and persisting it first if needed.
 
     Unreadable files never stop the build: they are recorded in the cache (``bad``) and the caller decides
-    (error or skip).
+    (error or skip). A cache folder that cannot be written (read-only) is still read; without a usable cache
+    the images are decoded and used without being stored (one warning).
 
     Args:
         files: ``(relative path, file path on disk)`` pairs, in the order the rows should have.
@@ -335,14 +578,15 @@ def load_or_build(
         extra_key: Extra text entering the cache key.
         num_workers: Decoding processes (default: all cores).
         progress: Show a progress bar while decoding.
-        build: If ``False``, never decode: raise when the cache is absent (DDP non-zero ranks after the barrier).
+        build: If ``False``, never decode: raise when the cache is absent (DDP non-zero ranks after the barrier);
+            ignored when the cache folder is not writable (every rank decodes then).
         lock: Hold a file lock while checking/building (several processes on one machine).
 
     Returns:
         The :class:`CachedImages`.
 
     Raises:
-        BreakHisError: If the cache folder cannot be written, or ``build`` is ``False`` and no cache exists.
+        BreakHisError: If the cache folder cannot be created, or ``build`` is ``False`` and no cache exists.
     """
     if size < 1:
         raise BreakHisError(f"image_size {size}: must be a positive number of pixels; pass e.g. --data.image_size 224")
@@ -355,11 +599,18 @@ def load_or_build(
         ) from None
     key = cache_key(files, size, extra=extra_key)
     ctx = _file_lock(cdir / f"breakhis-{key}.lock") if lock else contextlib.nullcontext()
-    with ctx:
-        cached = load_cache(cdir, key, size, len(files))
+    with ctx as unwritable:
+        cached = load_cache(cdir, key, size, files)
         if cached is not None:
             return cached
-        if not build:
+        if unwritable is not None:
+            log.warning(
+                "cache folder %s is not writable (%s); continuing without the cache, so images are decoded on "
+                "every run; pass --data.cache_dir or set BREAKHIS_CACHE to a writable folder",
+                cdir,
+                unwritable.strerror or unwritable,
+            )
+        elif not build:
             raise BreakHisError(
                 f"{cdir}: cache {key} missing after rank zero built it; use a cache_dir shared by all ranks"
             )
@@ -367,11 +618,43 @@ def load_or_build(
         paths = [files[i][0] for i in result.ok]
         rel_of = {str(p): rel for rel, p in files}
         bad = [(rel_of.get(p, p), reason) for p, reason in result.bad]
-        npy, meta_path = cache_files(cdir, key)
-        meta = {"version": CACHE_VERSION, "key": key, "size": size, "resize": "squash", "paths": paths, "bad": bad}
-        try:
-            atomic_write(npy, lambda f: np.save(f, result.images, allow_pickle=False))
-            atomic_write(meta_path, lambda f: f.write(json.dumps(meta).encode()))
-        except OSError as err:
-            log.warning("could not write the image cache to %s (%s); continuing without it", cdir, err)
-        return CachedImages(result.images, paths, bad, key, built=True)
+        unread = {rel_of.get(p, p) for p in result.transient}
+        if unwritable is None:
+            content = [b for b in bad if b[0] not in unread]
+            retry = [b for b in bad if b[0] in unread]
+            _write_cache(cdir, key, size, paths, content, retry, result.images, result.digests)
+        return CachedImages(result.images, paths, bad, key, built=True, digests=result.digests)
+
+
+def _write_cache(
+    cdir: Path,
+    key: str,
+    size: int,
+    paths: list[str],
+    bad: list[tuple[str, str]],
+    retry: list[tuple[str, str]],
+    images: np.ndarray,
+    digests: list[str],
+) -> None:
+    """Persist a decoded cache (array first, metadata last); a failure only logs a warning.
+
+    ``bad`` files have undecodable content and are remembered as such; ``retry`` files could not be read
+    (permission denied...) and are tried again on every load.
+    """
+    npy, meta_path = cache_files(cdir, key)
+    meta = {
+        "version": CACHE_VERSION,
+        "key": key,
+        "size": size,
+        "resize": "squash",
+        "paths": paths,
+        "bad": bad,
+        "retry": retry,
+        "digests": digests,
+        "crc32": array_crc32(images),
+    }
+    try:
+        atomic_write(npy, lambda f: np.save(f, images, allow_pickle=False))
+        atomic_write(meta_path, lambda f: f.write(json.dumps(meta).encode()))
+    except OSError as err:
+        log.warning("could not write the image cache to %s (%s); continuing without it", cdir, err)

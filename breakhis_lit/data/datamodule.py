@@ -3,7 +3,10 @@
 Label choice for the subtype task: patient ``14-13412`` is filed under both ductal (DC) and lobular (LC)
 carcinoma with (nearly) the same images. Both folders are kept, each image labelled with its folder's subtype.
 With ``group_by`` ``accession`` (default) or ``patient_id`` the two folders always share a split, so duplicated
-images never straddle train and test; with ``group_by=folder`` they can (a warning is logged).
+images never straddle train and test; with ``group_by=folder`` they can, and a split that puts byte-identical
+copies on two sides is refused. Byte-identical files are found from the content digests the cache keeps (taken
+while decoding); copies on two sides of a ``patient`` or ``kfold`` split, or filed under two patients, are refused
+(:func:`~breakhis_lit.data.splits.check_duplicates`).
 """
 
 from __future__ import annotations
@@ -28,7 +31,14 @@ from typing_extensions import override
 from breakhis_lit.data.cache import bad_images_message, load_or_build
 from breakhis_lit.data.dataset import CachedImageDataset, SampleRecord, passthrough_collate
 from breakhis_lit.data.demo import generate_demo
-from breakhis_lit.data.index import IMAGE_EXTENSIONS, DatasetIndex, scan
+from breakhis_lit.data.index import (
+    IMAGE_EXTENSIONS,
+    DatasetIndex,
+    is_image_name,
+    scan,
+    skipped_files_message,
+    walk_files,
+)
 from breakhis_lit.data.naming import LABELS, SUBTYPE_CODES, parse_magnification, try_parse_filename
 from breakhis_lit.data.official import NUM_OFFICIAL_FOLDS
 from breakhis_lit.data.samplers import SAMPLERS, BalancedSampler, EpochShuffleSampler
@@ -37,6 +47,7 @@ from breakhis_lit.data.splits import (
     SKIPPED,
     STRATEGIES,
     SplitRow,
+    check_duplicates,
     check_ratios,
     check_split,
     make_split,
@@ -86,8 +97,9 @@ class BreakHisDataModule(LightningDataModule):
         cache_dir: Image cache folder (default ``$BREAKHIS_CACHE`` or ``~/.cache/breakhis_lit``).
         on_bad_image: ``error`` (name every unreadable image) or ``skip`` (warn, list as ``skipped``).
         augment: Random crops, flips, 90-degree rotations and colour jitter in training.
-        predict_root: Predict on every image below this folder (png/jpg/jpeg/tif/tiff/bmp, recursive) instead
-            of the test split.
+        predict_root: Predict on every image below this folder (recursive; the extensions of
+            :data:`~breakhis_lit.data.index.IMAGE_EXTENSIONS`, other files are skipped with a warning) instead of
+            the test split.
         demo: Generate synthetic demo data at ``root`` when it does not exist.
         device_cache: Keep the image tensor on the GPU when training on CUDA and it fits comfortably.
         split_file: Read the split from this ``splits.csv`` instead of computing it, and refuse a root whose files
@@ -230,8 +242,15 @@ class BreakHisDataModule(LightningDataModule):
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
 
-    def _load_cache(self, files: Sequence[tuple[str, Path]], extra_key: str = "") -> tuple[Tensor, list[str], list]:
-        """Load or build the image cache; under DDP rank zero builds it while the others wait."""
+    def _load_cache(
+        self, files: Sequence[tuple[str, Path]], extra_key: str = ""
+    ) -> tuple[Tensor, list[str], list, dict[str, str]]:
+        """Load or build the image cache; under DDP rank zero builds it while the others wait.
+
+        Returns:
+            The image tensor, the relative path of each row, the unreadable ``(path, reason)`` and the content
+            digest of each row's file.
+        """
         kwargs: dict[str, Any] = {"size": self.image_size, "cache_dir": self.cache_dir, "extra_key": extra_key}
         trainer = self.trainer
         if trainer is not None and trainer.world_size > 1:
@@ -247,7 +266,8 @@ class BreakHisDataModule(LightningDataModule):
             raise BreakHisError(bad_images_message(cached.bad))
         for path, reason in cached.bad:
             log.warning("skipping unreadable image %s (%s)", path, reason)
-        return torch.from_numpy(cached.images), cached.paths, list(cached.bad)
+        digests = dict(zip(cached.paths, cached.digests, strict=True))
+        return torch.from_numpy(cached.images), cached.paths, list(cached.bad), digests
 
     def _maybe_to_device(self, images: Tensor) -> Tensor:
         trainer = self.trainer
@@ -305,7 +325,7 @@ class BreakHisDataModule(LightningDataModule):
         rows = self.resolve_split()
         index = self.index
         live = [r for r in rows if r.split != SKIPPED]
-        images, paths, bad = self._load_cache([(r.path, index.abspath(r.path)) for r in live])
+        images, paths, bad, digests = self._load_cache([(r.path, index.abspath(r.path)) for r in live])
         if bad and self.split_file is not None:
             path, reason = bad[0]
             raise BreakHisError(
@@ -315,6 +335,7 @@ class BreakHisDataModule(LightningDataModule):
         if bad:
             rows = mark_skipped(rows, [p for p, _ in bad])
             check_split(rows, self.split, self.group_by)
+        check_duplicates(rows, digests, self.split, self.group_by)
         self.split_rows, self.skipped = rows, bad
         images = self._maybe_to_device(images)
         row_of = {p: i for i, p in enumerate(paths)}
@@ -388,19 +409,29 @@ class BreakHisDataModule(LightningDataModule):
         root = Path(self.predict_root).expanduser()
         if not root.is_dir():
             raise BreakHisError(f"{root}: predict_root is not an existing folder; pass --data.predict_root DIR")
+        walked = walk_files(root)
+        if walked.skipped_links:
+            log.warning(
+                "%d linked folder(s) below %s lead to folders already listed and were not entered again (e.g. %s)",
+                len(walked.skipped_links),
+                root,
+                walked.skipped_links[0],
+            )
         files: list[tuple[str, Path]] = []
-        for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-            dirnames.sort()
-            for name in sorted(filenames):
-                if not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS):
-                    path = Path(dirpath) / name
-                    files.append((path.relative_to(root).as_posix(), path))
+        skipped: list[str] = []
+        for rel in walked.files:
+            if is_image_name(rel.rsplit("/", 1)[-1]):
+                files.append((rel, root / rel))
+            else:
+                skipped.append(rel)
         if not files:
             raise BreakHisError(
-                f"{root}: no images (png, jpg, jpeg, tif, tiff, bmp) found in this folder or below; "
+                f"{root}: no images ({' '.join(IMAGE_EXTENSIONS)}) found in this folder or below; "
                 f"pass --data.predict_root pointing at your images"
             )
-        images, paths, _ = self._load_cache(files, extra_key=f"predict:{root.resolve()}")
+        if skipped:
+            log.warning(skipped_files_message(root, skipped))
+        images, paths, _, _ = self._load_cache(files, extra_key=f"predict:{root.resolve()}")
         images = self._maybe_to_device(images)
         abs_of = dict(files)
         records = []

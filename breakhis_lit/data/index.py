@@ -7,6 +7,7 @@ import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NoReturn
 
 from breakhis_lit.data.naming import (
     LABELS,
@@ -24,8 +25,23 @@ from breakhis_lit.errors import BreakHisError
 
 log = logging.getLogger(__name__)
 
-#: Extensions treated as images (BreakHis itself only has PNGs).
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+#: Extensions (lower case) of the files taken as images everywhere: the BreakHis scan, ``--data.predict_root`` and
+#: ``breakhis gradcam`` folders. All are formats Pillow decodes; BreakHis itself only has PNGs.
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp")
+
+
+def is_image_name(name: str) -> bool:
+    """Whether a file name is taken as an image: one of :data:`IMAGE_EXTENSIONS` (any case), not hidden."""
+    return not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS)
+
+
+def skipped_files_message(folder: str | os.PathLike, skipped: list[str]) -> str:
+    """One line saying how many files below a folder were not taken as images, with an example."""
+    return (
+        f"{len(skipped)} file(s) below {folder} skipped: not an image of a supported type "
+        f"({' '.join(IMAGE_EXTENSIONS)}) or hidden, e.g. {skipped[0]}"
+    )
+
 
 # Where the ``breast`` folder may sit below the root the user gives, most specific first:
 # the Kaggle download (extra BreaKHis_v1 level), the original archive, and roots pointing inside.
@@ -51,7 +67,8 @@ def find_breast_dir(root: str | os.PathLike) -> Path:
         The ``breast`` folder (holding ``benign`` and/or ``malignant``).
 
     Raises:
-        BreakHisError: If the root does not exist or has no BreakHis layout.
+        BreakHisError: If the root does not exist, has no BreakHis layout, or has several (e.g. both the original
+            and the Kaggle one): which one to use is the user's choice, never a silent pick.
     """
     root = Path(root).expanduser()
     if not root.exists():
@@ -61,10 +78,20 @@ def find_breast_dir(root: str | os.PathLike) -> Path:
         )
     if not root.is_dir():
         raise BreakHisError(f"{root}: dataset root is not a folder; pass the folder holding BreaKHis_v1")
+    found: list[Path] = []
     for parts in _LAYOUTS:
         cand = root.joinpath(*parts)
-        if cand.is_dir() and ((cand / "benign").is_dir() or (cand / "malignant").is_dir()):
-            return cand
+        layout = cand.is_dir() and ((cand / "benign").is_dir() or (cand / "malignant").is_dir())
+        if layout and all(cand.resolve() != other.resolve() for other in found):
+            found.append(cand)
+    if len(found) > 1:
+        raise BreakHisError(
+            f"{root}: {len(found)} BreakHis layouts found ({' and '.join(str(c) for c in found)}), e.g. the original "
+            f"and the Kaggle one (an extra BreaKHis_v1 level); point --data.root at one of them: "
+            f"{' or '.join(str(c.parent) for c in found)}"
+        )
+    if found:
+        return found[0]
     raise BreakHisError(
         f"{root}: no BreakHis layout found (looked for [BreaKHis_v1/[BreaKHis_v1/]]histology_slides/breast/"
         f"{{benign,malignant}}); pass the folder holding BreaKHis_v1, or one of its subfolders down to breast"
@@ -82,6 +109,8 @@ class DatasetIndex:
         missing: Official paths not found, sorted.
         unexpected: Paths found that are not in the official list, sorted.
         ignored: Non-image files found below ``breast_dir`` (relative posix paths), not indexed.
+        skipped_links: Linked folders below ``breast_dir`` not entered because the folder they lead to was
+            already scanned (relative posix paths).
     """
 
     root: Path
@@ -90,6 +119,7 @@ class DatasetIndex:
     missing: list[str] = field(default_factory=list)
     unexpected: list[str] = field(default_factory=list)
     ignored: list[str] = field(default_factory=list)
+    skipped_links: list[str] = field(default_factory=list)
 
     def abspath(self, image: BreakHisImage | str) -> Path:
         """Return the file path of an image (or of an official-form path) on disk."""
@@ -105,7 +135,8 @@ class DatasetIndex:
         """Count images, classes, subtypes and patients, and list missing/unexpected files.
 
         Args:
-            max_listed: Longest list of missing/unexpected/ignored files to include (``None``: all).
+            max_listed: Longest list of missing/unexpected/ignored files and skipped links to include
+                (``None``: all).
 
         Returns:
             A JSON-serialisable dict.
@@ -149,23 +180,77 @@ class DatasetIndex:
             "missing_files": listed(self.missing),
             "unexpected_files": listed(self.unexpected),
             "ignored_files": listed(self.ignored),
+            "skipped_links": len(self.skipped_links),
+            "skipped_link_folders": listed(self.skipped_links),
         }
-        if max_listed is not None and max(len(self.missing), len(self.unexpected), len(self.ignored)) > max_listed:
+        longest = max(len(self.missing), len(self.unexpected), len(self.ignored), len(self.skipped_links))
+        if max_listed is not None and longest > max_listed:
             out["files_truncated_to"] = max_listed
         return out
 
 
-def _walk_files(top: Path) -> list[str]:
-    """Return every file below ``top`` as a posix path relative to it (follows symlinks)."""
-    found = []
+@dataclass
+class WalkResult:
+    """Output of :func:`walk_files`.
+
+    Attributes:
+        files: Every file below the top folder, as posix paths relative to it.
+        skipped_links: Linked folders (relative paths) not entered because the folder they lead to was already
+            walked (``a -> .``, or two links to one folder): each folder's files are listed once.
+    """
+
+    files: list[str]
+    skipped_links: list[str] = field(default_factory=list)
+
+
+def walk_files(top: Path) -> WalkResult:
+    """List every file below ``top``, following symlinks but entering each folder only once.
+
+    The walk is sorted and top-down: a folder's files (sorted) come before its subfolders' (sorted). A folder
+    reached a second time (by device and inode, e.g. through a link ``a -> .``) is not entered again, so link
+    loops end; real folders are claimed before links to them.
+
+    Returns:
+        The :class:`WalkResult`.
+
+    Raises:
+        BreakHisError: If a folder below ``top`` (or ``top`` itself) cannot be read, naming it: a scan that
+            skipped it would silently lose its images.
+    """
+
+    def fail(err: OSError) -> NoReturn:
+        folder = err.filename if err.filename is not None else top
+        raise BreakHisError(
+            f"{folder}: cannot read this folder ({err.strerror or err}); fix its permissions (e.g. chmod u+rx) "
+            f"or move it out of {top}"
+        )
+
+    found: list[str] = []
+    skipped: list[str] = []
     top_s = str(top)
     n = len(top_s) + 1
-    for dirpath, dirnames, filenames in os.walk(top_s, followlinks=True):
-        dirnames.sort()
+    try:
+        st = os.stat(top_s)
+    except OSError as err:
+        fail(err)
+    visited = {(st.st_dev, st.st_ino)}
+    for dirpath, dirnames, filenames in os.walk(top_s, onerror=fail, followlinks=True):
         rel_dir = dirpath[n:].replace(os.sep, "/")
         prefix = f"{rel_dir}/" if rel_dir else ""
-        found.extend(prefix + name for name in filenames)
-    return found
+        found.extend(prefix + name for name in sorted(filenames))
+        entered = []
+        for name in sorted(dirnames, key=lambda d: (os.path.islink(os.path.join(dirpath, d)), d)):
+            try:
+                st = os.stat(os.path.join(dirpath, name))
+            except OSError as err:
+                fail(err)
+            if (st.st_dev, st.st_ino) in visited:
+                skipped.append(prefix + name)
+                continue
+            visited.add((st.st_dev, st.st_ino))
+            entered.append(name)
+        dirnames[:] = sorted(entered)
+    return WalkResult(found, sorted(skipped))
 
 
 def scan(root: str | os.PathLike) -> DatasetIndex:
@@ -179,16 +264,24 @@ def scan(root: str | os.PathLike) -> DatasetIndex:
         The :class:`DatasetIndex`.
 
     Raises:
-        BreakHisError: If the root is missing, has no BreakHis images, or holds image files whose names or
-            folders do not follow the BreakHis scheme (all such files are named).
+        BreakHisError: If the root is missing, has no BreakHis images, holds a folder that cannot be read, or
+            holds image files whose names or folders do not follow the BreakHis scheme (all such files are named).
     """
     breast = find_breast_dir(root)
     images: list[BreakHisImage] = []
     bad: list[str] = []
     ignored: list[str] = []
-    for rel in _walk_files(breast):
+    walked = walk_files(breast)
+    if walked.skipped_links:
+        log.warning(
+            "%d linked folder(s) below %s lead to folders already scanned and were not entered again (e.g. %s)",
+            len(walked.skipped_links),
+            breast,
+            walked.skipped_links[0],
+        )
+    for rel in walked.files:
         name = rel.rsplit("/", 1)[-1]
-        if name.startswith(".") or not name.lower().endswith(IMAGE_EXTENSIONS):
+        if not is_image_name(name):
             ignored.append(rel)
             continue
         try:
@@ -217,4 +310,5 @@ def scan(root: str | os.PathLike) -> DatasetIndex:
         missing=sorted(set(official) - found),
         unexpected=sorted(found - set(official)),
         ignored=ignored,
+        skipped_links=walked.skipped_links,
     )

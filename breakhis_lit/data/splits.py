@@ -27,7 +27,7 @@ import logging
 import math
 import os
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -303,7 +303,8 @@ def check_split(rows: Sequence[SplitRow], strategy: str = "patient", group_by: s
         group_by: Grouping the rows were made with (used in messages).
 
     Raises:
-        BreakHisError: If a group appears in two splits or a split holds no image of a class.
+        BreakHisError: If a group appears in two splits, the data holds no image of a class at all (or only
+            skipped ones), or a split holds no image of a class.
     """
     live = [r for r in rows if r.split != SKIPPED]
     sides: dict[str, set[str]] = defaultdict(set)
@@ -334,7 +335,7 @@ def check_split(rows: Sequence[SplitRow], strategy: str = "patient", group_by: s
             )
         accessions: dict[str, set[str]] = defaultdict(set)
         for r in live:
-            accessions[r.patient_id.rstrip("ABCDEFGHIJKLMNOPQRSTUVWXYZ")].add(r.split)
+            accessions[_accession(r.patient_id)].add(r.split)
         acc_loose = sorted(a for a, s in accessions.items() if len(s) > 1)
         if acc_loose and group_by != "accession" and strategy != "official":
             log.warning(
@@ -350,15 +351,96 @@ def check_split(rows: Sequence[SplitRow], strategy: str = "patient", group_by: s
         "kfold": "--data.num_folds / --data.val_ratio (or another --data.seed)",
         "image": "--data.{name}_ratio",
     }[strategy]
+    mags = "/".join(map(str, sorted({r.magnification for r in rows})))
+    for label in LABELS:
+        n_label = sum(1 for r in rows if r.label == label)
+        if not n_label:
+            raise BreakHisError(
+                f"split {strategy}: the data holds no {label} image at all ({len(rows)} images, magnification "
+                f"{mags}); both classes are needed: point --data.root at the whole BreakHis tree (or choose another "
+                f"--data.magnification)"
+            )
+        if not any(r.label == label for r in live):
+            raise BreakHisError(
+                f"split {strategy}: all {n_label} {label} image(s) (magnification {mags}) were skipped as unreadable; "
+                f"fix or replace them (they are listed in the log and in splits.csv)"
+            )
     for name in SPLIT_NAMES:
         present = {r.label for r in live if r.split == name}
         for label in LABELS:
             if label not in present:
-                mags = sorted({r.magnification for r in rows})
                 raise BreakHisError(
                     f"split {strategy}: the {name} split has no {label} image (magnification "
-                    f"{'/'.join(map(str, mags))}, {len(live)} images); change {option.format(name=name)}"
+                    f"{mags}, {len(live)} images); change {option.format(name=name)}"
                 )
+
+
+def _accession(patient_id: str) -> str:
+    return patient_id.rstrip("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+def _pairs(sets: Sequence[Sequence[SplitRow]], describe: Callable[[SplitRow], str], limit: int = 3) -> str:
+    shown = "; ".join(" = ".join(f"{r.path} ({describe(r)})" for r in rows) for rows in sets[:limit])
+    return shown + (f"; and {len(sets) - limit} more" if len(sets) > limit else "")
+
+
+def check_duplicates(
+    rows: Sequence[SplitRow], digests: Mapping[str, str], strategy: str = "patient", group_by: str = "accession"
+) -> None:
+    """Refuse a split where byte-identical image files are filed under two patients or sit on two sides.
+
+    Copies filed under different patients (accession numbers) are a data error whatever the strategy. Copies on
+    two sides of a ``patient`` or ``kfold`` split (copies in different ``group_by`` groups, e.g. the DC and LC
+    folders of patient ``14-13412`` with ``group_by=folder``) are a leak and refused too; the ``official`` folds
+    and the ``image`` split place files without regard to their content, so there they are logged. Copies
+    within one group always share a split (logged at info level).
+
+    Args:
+        rows: The split rows (``skipped`` rows are ignored).
+        digests: Path -> content digest of its file (:func:`breakhis_lit.data.cache.content_digest`); paths
+            without a digest are ignored.
+        strategy: Split strategy the rows come from.
+        group_by: Grouping the rows were made with.
+
+    Raises:
+        BreakHisError: Naming the copies, when copies are filed under two patients, or sit on two sides of a
+            ``patient`` or ``kfold`` split.
+    """
+    by_digest: dict[str, list[SplitRow]] = defaultdict(list)
+    for r in rows:
+        if r.split != SKIPPED and r.path in digests:
+            by_digest[digests[r.path]].append(r)
+    copies = sorted(
+        (sorted(c, key=lambda r: r.path) for c in by_digest.values() if len(c) > 1), key=lambda c: c[0].path
+    )
+    if not copies:
+        return
+    patients = [c for c in copies if len({_accession(r.patient_id) for r in c}) > 1]
+    if patients:
+        raise BreakHisError(
+            f"split {strategy}: {len(patients)} set(s) of byte-identical images filed under different patients: "
+            f"{_pairs(patients, lambda r: r.patient_id)}; remove the misfiled copies (`breakhis data check` lists "
+            f"every set)"
+        )
+    sides = [c for c in copies if len({r.split for r in c}) > 1]
+    if sides and strategy in ("patient", "kfold"):
+        raise BreakHisError(
+            f"split {strategy}: {len(sides)} set(s) of byte-identical images on two sides (different {group_by} "
+            f"groups): {_pairs(sides, lambda r: r.split)}; group copies together with --data.group_by accession "
+            f"(or patient_id), or remove one copy"
+        )
+    if sides:
+        log.warning(
+            "split %s: %d set(s) of byte-identical images on two sides (%s); the %s split places files without "
+            "regard to their content, so these copies leak",
+            strategy,
+            len(sides),
+            _pairs(sides, lambda r: r.split),
+            strategy,
+        )
+    same = len(copies) - len(sides)
+    if same:
+        log.info("split %s: %d set(s) of byte-identical images, each within one split", strategy, same)
 
 
 def make_split(

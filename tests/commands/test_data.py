@@ -4,6 +4,7 @@ import os
 import shutil
 
 import pytest
+from PIL import Image
 
 from breakhis_lit.commands.data import main
 from breakhis_lit.errors import BreakHisError
@@ -46,6 +47,31 @@ def test_check_ok_and_corrupt(demo_root, tmp_path, capsys):
     out = capsys.readouterr().out
     assert f"{victims[0]} (zero bytes)" in out
     assert f"{victims[1]} (truncated)" in out
+
+
+def test_check_names_a_too_large_image(demo_root, tmp_path, capsys):
+    copy = tmp_path / "demo"
+    shutil.copytree(demo_root / "BreaKHis_v1", copy / "BreaKHis_v1", copy_function=os.link)
+    victim = sorted((copy / "BreaKHis_v1").rglob("*-100-003.png"))[0]
+    victim.unlink()
+    Image.new("1", (15000, 15000)).save(victim, format="PNG", compress_level=1)
+    assert main(["check", "--root", str(copy), "--magnification", "100"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out.splitlines()[0] == f"unreadable: {victim} (too large: 15000×15000 pixels)"
+    assert "1 of 144 images unreadable" in captured.err
+
+
+def test_check_lists_byte_identical_images(demo_root, tmp_path, capsys):
+    copy = tmp_path / "demo"
+    shutil.copytree(demo_root / "BreaKHis_v1", copy / "BreaKHis_v1", copy_function=os.link)
+    first, second = sorted((copy / "BreaKHis_v1").rglob("*-200-00[12].png"))[:2]
+    second.unlink()
+    second.write_bytes(first.read_bytes())
+    assert main(["check", "--root", str(copy), "--magnification", "200"]) == 0
+    captured = capsys.readouterr()
+    assert f"identical: {first} = {second}" in captured.out.splitlines()
+    assert "1 set(s) of byte-identical images (2 files)" in captured.err
+    assert "144 images checked: all readable" in captured.out
 
 
 def test_split_writes_csv_and_refuses_overwrite(demo_root, tmp_path, capsys):

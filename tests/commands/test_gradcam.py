@@ -197,3 +197,23 @@ def test_cli_dispatch_prints_the_error(tmp_path, capsys):
 def test_collect_images_dedups_and_orders(image_dir):
     found = collect_images([str(image_dir / "sub" / "c.tif"), str(image_dir)])
     assert [p.name for p in found] == ["c.tif", "a.png", "b.JPG"]
+
+
+def test_collect_images_takes_every_supported_type_and_reports_the_rest(tmp_path, capsys):
+    from breakhis_lit.data.index import IMAGE_EXTENSIONS
+
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    img = Image.new("RGB", (12, 10), (120, 40, 200))
+    for i, ext in enumerate(IMAGE_EXTENSIONS):
+        img.save(folder / f"{i}{ext.upper() if i % 2 else ext}")
+    (folder / "x.svg").write_text("<svg/>")
+    (folder / "y.heic").write_bytes(b"\0")
+    found = collect_images([str(folder)])
+    assert sorted(p.suffix.lower() for p in found) == sorted(IMAGE_EXTENSIONS)  # the one definition, gif and webp too
+    err = capsys.readouterr().err.splitlines()
+    assert err == [f"warning: 2 file(s) below {folder} skipped: not an image of a supported type "
+                   f"({' '.join(IMAGE_EXTENSIONS)}) or hidden, e.g. x.svg"]  # fmt: skip
+    from breakhis_lit.data.cache import decode_image
+
+    assert all(decode_image(p, 8).shape == (3, 8, 8) for p in found)  # and each one decodes

@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from unprivileged import run_python
 
 from breakhis_lit.data import cache as cache_mod
 from breakhis_lit.data.cache import (
@@ -141,7 +142,7 @@ def _no_decoding(*args, **kwargs):
 def test_second_load_does_not_decode(pngs, tmp_path, monkeypatch):
     first = load_or_build(_files(pngs), size=16, cache_dir=tmp_path / "c", progress=False)
     assert first.built
-    monkeypatch.setattr(cache_mod, "decode_image", _no_decoding)
+    monkeypatch.setattr(cache_mod, "decode_file", _no_decoding)
     second = load_or_build(_files(pngs), size=16, cache_dir=tmp_path / "c", progress=False)
     assert not second.built
     assert np.array_equal(first.images, second.images)
@@ -184,7 +185,7 @@ def test_half_written_cache_and_leftover_temp_ignored(pngs, tmp_path, monkeypatc
     again = load_or_build(_files(pngs), size=16, cache_dir=cdir, progress=False)
     assert again.built
     assert np.array_equal(again.images, first.images)
-    monkeypatch.setattr(cache_mod, "decode_image", _no_decoding)
+    monkeypatch.setattr(cache_mod, "decode_file", _no_decoding)
     assert not load_or_build(_files(pngs), size=16, cache_dir=cdir, progress=False).built
 
 
@@ -247,3 +248,213 @@ def test_stalled_workers_fall_back_to_in_process(pngs, monkeypatch, caplog):
     result = decode_images(pngs * 6, size=8, num_workers=2, progress=False)
     assert len(result.ok) == 72
     assert "stalled" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"\x89PNG\r\n\x1a\n\x00\xff\xfe binary garbage",
+        b"[]",
+        b'"a string"',
+        b"null",
+        b'{"version": %d, "key": "k", "size": 16, "paths": 7, "bad": []}' % cache_mod.CACHE_VERSION,
+    ],
+    ids=["binary", "list", "string", "null", "wrong-types"],
+)
+def test_damaged_metadata_is_rebuilt_with_a_warning(pngs, tmp_path, monkeypatch, caplog, content):
+    cdir = tmp_path / "c"
+    first = load_or_build(_files(pngs), size=16, cache_dir=cdir, progress=False)
+    _npy, meta = cache_files(cdir, first.key)
+    meta.write_bytes(content)
+    again = load_or_build(_files(pngs), size=16, cache_dir=cdir, progress=False)
+    assert again.built
+    assert np.array_equal(again.images, first.images)
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1
+    assert str(meta) in warnings[0]
+    assert "rebuilding" in warnings[0]
+    assert "\n" not in warnings[0]
+    monkeypatch.setattr(cache_mod, "decode_file", _no_decoding)  # the rebuilt cache is whole again
+    assert not load_or_build(_files(pngs), size=16, cache_dir=cdir, progress=False).built
+
+
+def _refuse_creating_files_in(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make every attempt to create a file in ``folder`` fail as in a read-only folder."""
+    real_open = os.open
+
+    def guarded(path, flags, *args, **kwargs):
+        if flags & os.O_CREAT and Path(path).parent == folder:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", guarded)
+
+
+def test_read_only_cache_folder_continues_without_the_cache(pngs, tmp_path, monkeypatch, caplog):
+    cdir = tmp_path / "ro"
+    cdir.mkdir()
+    _refuse_creating_files_in(cdir, monkeypatch)  # the lock file and the cache files alike
+    first = load_or_build(_files(pngs), size=16, cache_dir=cdir, progress=False, build=False)
+    assert first.built
+    assert first.images.shape == (12, 3, 16, 16)
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1
+    assert f"cache folder {cdir} is not writable (Permission denied); continuing without the cache" in warnings[0]
+    assert "--data.cache_dir" in warnings[0]
+    assert list(cdir.iterdir()) == []
+
+
+def test_read_only_cache_folder_with_a_cache_is_still_used(pngs, tmp_path, monkeypatch, caplog):
+    cdir = tmp_path / "ro"
+    first = load_or_build(_files(pngs), size=16, cache_dir=cdir, progress=False)
+    for lock in cdir.glob("*.lock"):
+        lock.unlink()
+    _refuse_creating_files_in(cdir, monkeypatch)
+    monkeypatch.setattr(cache_mod, "decode_file", _no_decoding)
+    again = load_or_build(_files(pngs), size=16, cache_dir=cdir, progress=False)
+    assert not again.built
+    assert np.array_equal(again.images, first.images)
+
+
+def test_read_only_cache_folder_for_real(pngs, tmp_path):
+    cdir = tmp_path / "ro"
+    cdir.mkdir()
+    cdir.chmod(0o555)
+    code = (
+        "import sys; from pathlib import Path; from breakhis_lit.data.cache import load_or_build\n"
+        "files = [(p.name, p) for p in sorted(Path(sys.argv[1]).glob('*.png'))]\n"
+        "print(load_or_build(files, size=16, cache_dir=sys.argv[2], progress=False).images.shape)\n"
+    )
+    try:
+        proc = run_python("-c", code, str(pngs[0].parent), str(cdir))
+    finally:
+        cdir.chmod(0o755)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "(12, 3, 16, 16)"
+    assert f"cache folder {cdir} is not writable" in proc.stderr
+    assert list(cdir.iterdir()) == []
+
+
+def _huge_png(path: Path) -> Path:
+    """A real 15000x15000 PNG (1-bit, 120 kB): beyond Pillow's decompression-bomb limit."""
+    Image.new("1", (15000, 15000)).save(path, compress_level=1)
+    return path
+
+
+def test_too_large_image_is_a_bad_image(pngs, tmp_path):
+    huge = _huge_png(tmp_path / "src" / "huge.png")
+    with pytest.raises(BadImageError) as err:
+        decode_image(huge)
+    assert err.value.reason == "too large: 15000×15000 pixels"
+    result = decode_images([pngs[0], huge, pngs[1]], size=8, num_workers=1, progress=False)
+    assert result.ok == [0, 2]
+    assert result.bad == [(str(huge), "too large: 15000×15000 pixels")]
+    cached = load_or_build(_files([pngs[0], huge, pngs[1]]), size=8, cache_dir=tmp_path / "c", progress=False)
+    assert cached.bad == [("huge.png", "too large: 15000×15000 pixels")]
+    assert cached.paths == [pngs[0].name, pngs[1].name]
+
+
+def _deny_reading(victim: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make opening ``victim`` fail as for a mode-000 file (its size and mtime stay readable)."""
+    real_read = cache_mod._read_file
+
+    def guarded(path):
+        if str(path) == str(victim):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_read(path)
+
+    monkeypatch.setattr(cache_mod, "_read_file", guarded)
+
+
+def test_permission_denied_is_not_remembered(pngs, tmp_path, monkeypatch):
+    cdir, files = tmp_path / "c", _files(pngs)
+    with monkeypatch.context() as mp:
+        _deny_reading(pngs[3], mp)
+        denied = load_or_build(files, size=16, cache_dir=cdir, progress=False)
+        assert denied.bad == [(pngs[3].name, "permission denied")]
+        again = load_or_build(files, size=16, cache_dir=cdir, progress=False)  # still denied: from the cache
+        assert not again.built
+        assert again.bad == [(pngs[3].name, "permission denied")]
+    fixed = load_or_build(files, size=16, cache_dir=cdir, progress=False)  # same size and mtime: same key
+    assert fixed.key == denied.key
+    assert fixed.built
+    assert fixed.bad == []
+    assert fixed.paths == [p.name for p in pngs]
+    monkeypatch.setattr(cache_mod, "decode_file", _no_decoding)
+    warm = load_or_build(files, size=16, cache_dir=cdir, progress=False)
+    assert not warm.built
+    assert warm.bad == []
+    assert np.array_equal(warm.images, fixed.images)
+
+
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        (FileNotFoundError(2, "No such file or directory"), "file not found"),
+        (OSError(5, "Input/output error"), "read error: Input/output error"),
+    ],
+)
+def test_read_errors_are_not_remembered(pngs, tmp_path, monkeypatch, error, reason):
+    real_read = cache_mod._read_file
+
+    def failing(path):
+        if str(path) == str(pngs[0]):
+            raise error
+        return real_read(path)
+
+    with monkeypatch.context() as mp:
+        mp.setattr(cache_mod, "_read_file", failing)
+        assert load_or_build(_files(pngs), size=16, cache_dir=tmp_path, progress=False).bad == [(pngs[0].name, reason)]
+    assert load_or_build(_files(pngs), size=16, cache_dir=tmp_path, progress=False).bad == []
+
+
+def test_mode_000_file_for_real(pngs, tmp_path):
+    code = (
+        "import sys; from pathlib import Path; from breakhis_lit.data.cache import load_or_build\n"
+        "files = [(p.name, p) for p in sorted(Path(sys.argv[1]).glob('*.png'))]\n"
+        "print(load_or_build(files, size=16, cache_dir=sys.argv[2], progress=False).bad)\n"
+    )
+    args = ("-c", code, str(pngs[0].parent), str(tmp_path / "c"))
+    pngs[5].chmod(0o000)
+    try:
+        denied = run_python(*args)
+    finally:
+        pngs[5].chmod(0o644)
+    assert denied.returncode == 0, denied.stderr
+    assert denied.stdout.strip() == f"[('{pngs[5].name}', 'permission denied')]"
+    fixed = run_python(*args)
+    assert fixed.returncode == 0, fixed.stderr
+    assert fixed.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("damage", ["zero-tail", "flip-one-byte", "truncate", "swap-in-another-array"])
+def test_corrupted_array_is_detected_and_rebuilt(pngs, tmp_path, monkeypatch, caplog, damage):
+    cdir, files = tmp_path / "c", _files(pngs)
+    first = load_or_build(files, size=128, cache_dir=cdir, progress=False)
+    npy, _ = cache_files(cdir, first.key)
+    size = npy.stat().st_size
+    assert size > 400_000
+    if damage == "zero-tail":  # as a failing disk or an interrupted copy would: same size, last 200 kB zeroed
+        with npy.open("r+b") as f:
+            f.seek(size - 200_000)
+            f.write(b"\0" * 200_000)
+    elif damage == "flip-one-byte":
+        with npy.open("r+b") as f:
+            f.seek(size // 2)
+            byte = f.read(1)
+            f.seek(size // 2)
+            f.write(bytes([byte[0] ^ 1]))
+    elif damage == "truncate":
+        os.truncate(npy, size - 1000)
+    else:
+        np.save(npy, np.zeros_like(first.images), allow_pickle=False)
+    assert npy.stat().st_size == size or damage == "truncate"
+    again = load_or_build(files, size=128, cache_dir=cdir, progress=False)
+    assert again.built
+    assert np.array_equal(again.images, first.images)  # not the black images of the damaged file
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1
+    assert warnings[0].startswith(f"image cache {npy} is damaged (")
+    assert warnings[0].endswith("; rebuilding it")
+    monkeypatch.setattr(cache_mod, "decode_file", _no_decoding)
+    assert np.array_equal(load_or_build(files, size=128, cache_dir=cdir, progress=False).images, first.images)

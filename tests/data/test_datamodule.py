@@ -262,6 +262,111 @@ def test_bad_image_error_and_skip(demo_root, tmp_path, caplog):
     assert n == 144 - 2
 
 
+def test_too_large_image_named_and_skipped(demo_root, tmp_path, caplog):
+    copy = tmp_path / "demo"
+    shutil.copytree(demo_root / "BreaKHis_v1", copy / "BreaKHis_v1", copy_function=os.link)
+    victim = sorted((copy / "BreaKHis_v1").rglob("*-40-002.png"))[0]
+    victim.unlink()  # do not write through the hard link into the shared demo data
+    Image.new("1", (15000, 15000)).save(victim, format="PNG", compress_level=1)
+    with pytest.raises(BreakHisError) as err:
+        _dm(copy).setup("fit")
+    message = str(err.value)
+    assert "\n" not in message
+    assert f"{victim.name} (too large: 15000×15000 pixels)" in message
+    assert "--data.on_bad_image skip" in message
+    dm = _dm(copy, on_bad_image="skip")
+    with caplog.at_level(logging.WARNING):
+        dm.setup("fit")
+    assert "too large: 15000×15000 pixels" in caplog.text
+    assert [r.path for r in dm.split_rows if r.split == "skipped"] == [
+        f"BreaKHis_v1/{victim.relative_to(copy / 'BreaKHis_v1').as_posix()}"
+    ]
+    assert sum(len(dm.records(s)) for s in ("train", "val", "test")) == 144 - 1
+
+
+def test_permission_denied_image_is_not_remembered(demo_root, tmp_path, monkeypatch):
+    from breakhis_lit.data import cache as cache_mod
+
+    victim = sorted((demo_root / "BreaKHis_v1").rglob("*-40-003.png"))[0]
+    real_read = cache_mod._read_file
+
+    def denied(path):
+        if str(path) == str(victim):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_read(path)
+
+    cache = str(tmp_path / "cache")
+    with monkeypatch.context() as mp:
+        mp.setattr(cache_mod, "_read_file", denied)
+        with pytest.raises(BreakHisError) as err:
+            _dm(demo_root, cache_dir=cache).setup("fit")
+        assert f"{victim.name} (permission denied)" in str(err.value)
+        skipping = _dm(demo_root, cache_dir=cache, on_bad_image="skip")
+        skipping.setup("fit")
+        assert [r.path.rsplit("/", 1)[1] for r in skipping.split_rows if r.split == "skipped"] == [victim.name]
+    dm = _dm(demo_root, cache_dir=cache, on_bad_image="skip")  # the permission fixed: nothing skipped any more
+    dm.setup("fit")
+    assert dm.skipped == []
+    assert sum(len(dm.records(s)) for s in ("train", "val", "test")) == 144
+
+
+def test_byte_identical_copy_across_train_and_val_refused(demo_root, fitted, tmp_path):
+    copy = tmp_path / "demo"
+    shutil.copytree(demo_root / "BreaKHis_v1", copy / "BreaKHis_v1", copy_function=os.link)
+    original, duplicate = fitted.records("train")[0].path, fitted.records("val")[0].path
+    on_disk = {p: copy / p for p in (original, duplicate)}
+    kept = on_disk[duplicate].read_bytes()
+    on_disk[duplicate].unlink()  # do not write through the hard link into the shared demo data
+    on_disk[duplicate].write_bytes(on_disk[original].read_bytes())  # a copy landed in val under another name
+    with pytest.raises(BreakHisError) as err:
+        _dm(copy).setup("fit")
+    message = str(err.value)
+    assert "\n" not in message
+    assert "byte-identical images filed under different patients" in message
+    assert original in message
+    assert duplicate in message
+    assert on_disk[original].read_bytes() == on_disk[duplicate].read_bytes()  # both files left as they were
+    on_disk[duplicate].write_bytes(kept)
+    dm = _dm(copy)
+    dm.setup("fit")
+    assert sum(len(dm.records(s)) for s in ("train", "val", "test")) == 144
+
+
+@pytest.mark.parametrize("stage", ["fit", "predict"])
+def test_unreadable_folder_fails_instead_of_shrinking_the_data(demo_root, tmp_path, monkeypatch, stage):
+    if stage == "fit":
+        folder = sorted((demo_root / "BreaKHis_v1").rglob("40X"))[1]
+        dm = _dm(demo_root)
+    else:
+        folder = tmp_path / "mine" / "sub"
+        folder.mkdir(parents=True)
+        shutil.copy(next(demo_root.rglob("*.png")), tmp_path / "mine" / "a.png")
+        dm = _dm(demo_root, predict_root=str(tmp_path / "mine"))
+    real = os.scandir
+
+    def guarded(path="."):
+        if os.fsdecode(path) == str(folder):
+            raise PermissionError(13, "Permission denied", os.fsdecode(path))
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", guarded)
+    with pytest.raises(BreakHisError) as err:
+        dm.setup(stage)
+    assert str(err.value).startswith(f"{folder}: cannot read this folder (Permission denied); fix its permissions")
+
+
+def test_tree_without_malignant_images_is_named_as_such(demo_root, tmp_path):
+    copy = tmp_path / "benign-only"
+    shutil.copytree(demo_root / "BreaKHis_v1", copy / "BreaKHis_v1", copy_function=os.link)
+    shutil.rmtree(copy / "BreaKHis_v1/histology_slides/breast/malignant")
+    with pytest.raises(BreakHisError) as err:
+        _dm(copy).setup("fit")
+    message = str(err.value)
+    assert message.startswith("split patient: the data holds no malignant image at all (")
+    assert "point --data.root at the whole BreakHis tree" in message
+    assert (demo_root / "BreaKHis_v1/histology_slides/breast/malignant").is_dir()  # the copy only
+
+
 def test_predict_root_any_folder(demo_root, tmp_path):
     folder = tmp_path / "mine"
     (folder / "sub").mkdir(parents=True)
@@ -280,6 +385,27 @@ def test_predict_root_any_folder(demo_root, tmp_path):
     batch = next(iter(dm.predict_dataloader()))
     assert batch["image"].shape == (3, 3, 32, 32)
     assert batch["group"].tolist()[:2] == [-1, -1]
+
+
+def test_predict_root_takes_gif_and_webp_and_reports_the_rest(demo_root, tmp_path, caplog):
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    src = Image.open(next((demo_root / "BreaKHis_v1").rglob("SOB_B_*.png")))
+    src.save(folder / "a.gif")
+    src.save(folder / "b.WEBP", format="WEBP", lossless=True)
+    src.save(folder / "c.png")
+    (folder / "d.svg").write_text("<svg/>")
+    (folder / ".hidden.png").write_bytes(b"")
+    dm = _dm(demo_root, predict_root=str(folder))
+    with caplog.at_level(logging.WARNING):
+        dm.setup("predict")
+    assert [os.path.basename(r.path) for r in dm.records("predict")] == ["a.gif", "b.WEBP", "c.png"]
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == [
+        f"2 file(s) below {folder} skipped: not an image of a supported type "
+        f"(.png .jpg .jpeg .tif .tiff .bmp .gif .webp) or hidden, e.g. .hidden.png"
+    ]
+    assert dm.dataset("predict").images.shape[0] == 3
 
 
 def test_predict_root_empty(tmp_path):

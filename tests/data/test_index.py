@@ -2,8 +2,10 @@ import json
 import os
 import shutil
 import time
+from pathlib import Path
 
 import pytest
+from unprivileged import error_lines, run_python
 
 from breakhis_lit.data.index import find_breast_dir, scan
 from breakhis_lit.errors import BreakHisError
@@ -122,3 +124,93 @@ def test_unparseable_file_named(small_tree):
     assert "scan copy.png" in msg
     assert "magnification folder 40X" in msg
     assert "\n" not in msg
+
+
+def _deny_listing(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make listing ``folder`` fail as for a mode-000 folder."""
+    real = os.scandir
+
+    def guarded(path="."):
+        if Path(os.fsdecode(path)) == folder:
+            raise PermissionError(13, "Permission denied", os.fsdecode(path))
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", guarded)
+
+
+def test_unreadable_folder_named(small_tree, monkeypatch):
+    before = len(scan(small_tree).images)
+    folder = small_tree / "BreaKHis_v1/histology_slides/breast/malignant/SOB/ductal_carcinoma/SOB_M_DC_14-2523/40X"
+    _deny_listing(folder, monkeypatch)
+    with pytest.raises(BreakHisError) as err:
+        scan(small_tree)
+    message = str(err.value)
+    assert message.startswith(f"{folder}: cannot read this folder (Permission denied); fix its permissions")
+    assert "\n" not in message
+    monkeypatch.undo()
+    assert len(scan(small_tree).images) == before  # nothing below it was touched
+
+
+def test_unreadable_folder_for_real(small_tree):
+    folder = small_tree / "BreaKHis_v1/histology_slides/breast/benign/SOB/adenosis/SOB_B_A_14-22549AB/40X"
+    n_files = len(list(folder.iterdir()))
+    folder.chmod(0o000)
+    try:
+        proc = run_python("-m", "breakhis_lit", "data", "summary", "--root", str(small_tree))
+    finally:
+        folder.chmod(0o755)
+    assert proc.returncode == 2, proc.stderr
+    assert error_lines(proc) == [
+        f"error: {folder}: cannot read this folder (Permission denied); fix its permissions (e.g. chmod u+rx) or "
+        f"move it out of {small_tree / 'BreaKHis_v1/histology_slides/breast'}"
+    ]
+    assert proc.stdout == ""  # no summary counting the other images only
+    assert len(list(folder.iterdir())) == n_files
+
+
+def test_link_loops_end_and_are_reported(small_tree):
+    breast = small_tree / "BreaKHis_v1/histology_slides/breast"
+    folder = breast / "benign/SOB/adenosis/SOB_B_A_14-22549AB/40X"
+    (folder / "a").symlink_to(".")
+    (folder / "b").symlink_to(".")
+    (breast / "malignant" / "SOB" / "again").symlink_to("../../malignant", target_is_directory=True)
+    start = time.perf_counter()
+    proc = run_python("-m", "breakhis_lit", "data", "summary", "--root", str(small_tree), timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert time.perf_counter() - start < 60
+    out = json.loads(proc.stdout)
+    assert out["images"] == sum(1 for _ in breast.glob("*/SOB/*/*/40X/*.png"))
+    assert out["skipped_links"] == 3
+    rel = folder.relative_to(breast).as_posix()
+    assert out["skipped_link_folders"] == [f"{rel}/a", f"{rel}/b", "malignant/SOB/again"]
+    assert "3 linked folder(s) below" in proc.stderr
+    assert "not entered again" in proc.stderr
+
+
+def test_links_to_folders_elsewhere_are_followed(small_tree, tmp_path_factory):
+    breast = small_tree / "BreaKHis_v1/histology_slides/breast"
+    elsewhere = tmp_path_factory.mktemp("elsewhere")
+    patient = "benign/SOB/adenosis/SOB_B_A_14-22549AB"
+    shutil.move(breast / patient, elsewhere / "moved")
+    (breast / patient).symlink_to(elsewhere / "moved", target_is_directory=True)
+    (breast / "benign/SOB/link-to-adenosis").symlink_to(breast / "benign/SOB/adenosis", target_is_directory=True)
+    index = scan(small_tree)
+    assert any(im.path.startswith(f"BreaKHis_v1/histology_slides/breast/{patient}/") for im in index.images)
+    assert index.skipped_links == ["benign/SOB/link-to-adenosis"]  # the real folder is scanned, the link not
+    assert len({im.path for im in index.images}) == len(index.images)
+
+
+def test_original_and_kaggle_layouts_under_one_root_refused(small_tree):
+    shutil.copytree(small_tree / "BreaKHis_v1", small_tree / "BreaKHis_v1" / "BreaKHis_v1")  # a second, nested copy
+    plain = small_tree / "BreaKHis_v1/histology_slides/breast"
+    kaggle = small_tree / "BreaKHis_v1/BreaKHis_v1/histology_slides/breast"
+    for root in (small_tree, small_tree / "BreaKHis_v1"):
+        with pytest.raises(BreakHisError) as err:
+            scan(root)
+        message = str(err.value)
+        assert "\n" not in message
+        assert message.startswith(f"{root}: 2 BreakHis layouts found ({kaggle} and {plain})")
+        assert f"point --data.root at one of them: {kaggle.parent} or {plain.parent}" in message
+    assert find_breast_dir(kaggle.parent) == kaggle  # each suggested root is unambiguous
+    assert find_breast_dir(plain.parent) == plain
+    assert len(scan(plain.parent).images) == len(scan(kaggle.parent).images)

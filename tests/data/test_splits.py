@@ -7,6 +7,7 @@ from breakhis_lit.data.naming import parse_path
 from breakhis_lit.data.splits import (
     SplitRow,
     assign_splits,
+    check_duplicates,
     check_split,
     data_fingerprint,
     group_key,
@@ -204,3 +205,91 @@ def test_bad_split_files_are_one_line_errors(tmp_path):
     (tmp_path / "old.csv").write_text("path,group,patient_id,label,subtype,magnification,split\n")
     with pytest.raises(BreakHisError, match="columns"):
         read_split_csv(tmp_path / "old.csv")
+
+
+def _dc_lc_copies(images):
+    """Digests as if the DC and LC folders of patient 14-13412 held byte-identical files (same mag and number)."""
+    digests = {}
+    for im in images:
+        if im.patient_id == "14-13412":
+            digests[im.path] = f"{im.magnification}-{im.path.rsplit('-', 1)[1]}"  # equal for DC and LC copies
+        else:
+            digests[im.path] = im.path
+    assert len(set(digests.values())) < len(digests)
+    return digests
+
+
+@pytest.mark.parametrize("strategy", ["patient", "kfold"])
+@pytest.mark.parametrize("group_by", ["accession", "patient_id"])
+def test_byte_identical_dc_lc_copies_allowed_when_grouped(images, strategy, group_by, caplog):
+    digests = _dc_lc_copies(images)
+    for seed in range(3):
+        rows = make_split(images, strategy, magnification="all", group_by=group_by, seed=seed)
+        with caplog.at_level(logging.WARNING):
+            check_duplicates(rows, digests, strategy, group_by)
+    assert "byte-identical" not in caplog.text
+
+
+def test_byte_identical_copies_on_two_sides_refused_by_folder_grouping(images):
+    digests = _dc_lc_copies(images)
+    refused = 0
+    for seed in range(6):
+        rows = make_split(images, "patient", magnification="all", group_by="folder", seed=seed)
+        dc_lc = {r.subtype: r.split for r in rows if r.patient_id == "14-13412"}
+        if dc_lc["DC"] == dc_lc["LC"]:
+            check_duplicates(rows, digests, "patient", "folder")  # same side this time: no leak
+            continue
+        refused += 1
+        with pytest.raises(BreakHisError) as err:
+            check_duplicates(rows, digests, "patient", "folder")
+        message = str(err.value)
+        assert "\n" not in message
+        assert "byte-identical images on two sides (different folder groups)" in message
+        assert "SOB_M_DC_14-13412" in message
+        assert "SOB_M_LC_14-13412" in message
+        assert "--data.group_by accession" in message
+    assert refused  # some seed splits the two folders
+
+
+def test_byte_identical_copies_in_official_folds_logged(images, caplog):
+    rows = make_split(images, "official", magnification="all", fold=1)  # fold 1: DC train, LC test
+    with caplog.at_level(logging.WARNING):
+        check_duplicates(rows, _dc_lc_copies(images), "official", "accession")
+    assert "byte-identical images on two sides" in caplog.text
+    assert "SOB_M_LC_14-13412" in caplog.text
+
+
+@pytest.mark.parametrize("same_side", [True, False])
+def test_byte_identical_copies_of_two_patients_refused(same_side):
+    rows = [
+        SplitRow("b/SOB_B_A_14-1/40X/SOB_B_A-14-1-40-001.png", "14-1", "14-1", "benign", "A", 40, "train"),
+        SplitRow("b/SOB_B_A_14-2/40X/SOB_B_A-14-2-40-007.png", "14-2", "14-2", "benign", "A", 40,
+                 "train" if same_side else "val"),
+        SplitRow("b/SOB_B_A_14-2/40X/SOB_B_A-14-2-40-008.png", "14-2", "14-2", "benign", "A", 40, "skipped"),
+    ]  # fmt: skip
+    digests = {rows[0].path: "x", rows[1].path: "x", rows[2].path: "x"}
+    with pytest.raises(BreakHisError) as err:
+        check_duplicates(rows, digests, "image")
+    message = str(err.value)
+    assert message.startswith("split image: 1 set(s) of byte-identical images filed under different patients: ")
+    assert f"{rows[0].path} (14-1) = {rows[1].path} (14-2)" in message
+    assert rows[2].path not in message  # skipped
+    check_duplicates(rows[:1] + rows[2:], digests, "image")  # one live copy: fine
+
+
+def test_data_without_a_class_is_named_as_such(images):
+    benign_only = [im for im in images if im.label == "benign"]
+    with pytest.raises(BreakHisError) as err:
+        make_split(benign_only, "patient", magnification=40)
+    message = str(err.value)
+    assert message.startswith("split patient: the data holds no malignant image at all (625 images, magnification 40)")
+    assert "--data.root" in message
+    assert "train_ratio" not in message
+
+
+def test_all_images_of_a_class_skipped_is_named_as_such(images):
+    rows = make_split(images, "patient", magnification=40)
+    rows = mark_skipped(rows, [r.path for r in rows if r.label == "malignant"])
+    with pytest.raises(BreakHisError) as err:
+        check_split(rows, "patient")
+    assert "all 1370 malignant image(s) (magnification 40) were skipped as unreadable" in str(err.value)
