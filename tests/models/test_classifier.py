@@ -9,7 +9,9 @@ import torch
 from breakhis_lit.data import BreakHisDataModule
 from breakhis_lit.data.demo import generate_demo
 from breakhis_lit.errors import BreakHisError
+from breakhis_lit.metrics import ClassificationMetrics
 from breakhis_lit.models import BreakHisClassifier, DALAResNet
+from breakhis_lit.models.epoch_buffer import EpochBuffer
 
 
 @pytest.fixture(scope="module")
@@ -99,3 +101,36 @@ def test_bf16_mixed_precision_runs_on_the_cpu(demo_root: Path, tmp_path: Path) -
     assert torch.isfinite(val["val/loss"])
     assert 0 <= val["val/auroc"] <= 1
     assert next(model.parameters()).dtype == torch.float32  # mixed: weights stay float32
+
+
+def test_training_metrics_once_per_epoch_equal_per_step_updates(
+    demo_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    steps: list[tuple[torch.Tensor, torch.Tensor]] = []
+    updates: list[str] = []
+    append, update = EpochBuffer.append, ClassificationMetrics.update
+
+    def record_step(self: EpochBuffer, probs: torch.Tensor, labels: torch.Tensor) -> None:
+        steps.append((probs.clone(), labels.clone()))
+        append(self, probs, labels)
+
+    def record_update(self: ClassificationMetrics, probs: torch.Tensor, target: torch.Tensor) -> None:
+        updates.append(self.prefix)
+        update(self, probs, target)
+
+    monkeypatch.setattr(EpochBuffer, "append", record_step)
+    monkeypatch.setattr(ClassificationMetrics, "update", record_update)
+    model = BreakHisClassifier(DALAResNet(arch="resnet18", num_classes=2))
+    trainer = _trainer(tmp_path, epochs=2, limit_train_batches=3, limit_val_batches=1, num_sanity_val_steps=0)
+    trainer.fit(model, _data(demo_root, tmp_path, image_size=32, batch_size=8))
+    assert updates.count("train/") == 2  # once per epoch
+    assert len(steps) == 6
+    per_step = ClassificationMetrics(model.class_names, prefix="train/")
+    for probs, labels in steps[3:]:  # the last epoch
+        per_step.update(probs, labels)
+    expected = per_step.compute()
+    got = {k: v for k, v in model.epoch_metrics["train"].items() if k != "train/loss"}
+    assert list(got) == list(expected)
+    for key, value in expected.items():
+        assert torch.equal(got[key], value) or (value.isnan() and got[key].isnan()), key
+    assert torch.equal(model.confusion["train"], per_step.confusion_matrix())
