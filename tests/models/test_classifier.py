@@ -40,7 +40,9 @@ def test_learns_the_demo_task(demo_root: Path, tmp_path: Path) -> None:
     trainer = _trainer(tmp_path, epochs=5, callbacks=[checkpoint], enable_checkpointing=True)
     trainer.fit(model, data)
     assert checkpoint.best_model_score >= 0.75
-    trainer.test(model, data, ckpt_path="best", verbose=False)
+    # The trained weights: on the demo's 32 validation images the best epoch can be an early one that ties a
+    # later one by chance (seed 0: epoch 1, test AUROC 0.46; the final epoch: 0.99).
+    trainer.test(model, data, verbose=False)
     test = model.epoch_metrics["test"]
     assert test["test/auroc"] >= 0.75
     assert test["test/balanced_accuracy"] >= 0.65
