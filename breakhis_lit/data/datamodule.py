@@ -92,6 +92,9 @@ class BreakHisDataModule(LightningDataModule):
             of the test split.
         demo: Generate synthetic demo data at ``root`` when it does not exist.
         device_cache: Keep the image tensor on the GPU when training on CUDA and it fits comfortably.
+        drop_last: Drop the last partial training batch: ``None`` (default) when the model asks for static shapes
+            (its ``static_shapes``, true when the classifier compiles: a new batch shape means a new compilation),
+            else ``true``/``false``. A 1-sample last batch is always dropped (BatchNorm cannot train on it).
     """
 
     def __init__(
@@ -118,6 +121,7 @@ class BreakHisDataModule(LightningDataModule):
         predict_root: str | None = None,
         demo: bool = False,
         device_cache: bool = True,
+        drop_last: bool | None = None,
     ) -> None:
         super().__init__()
         self._mag = parse_magnification(magnification)
@@ -165,6 +169,7 @@ class BreakHisDataModule(LightningDataModule):
         self.predict_root = predict_root
         self.demo = demo
         self.device_cache = device_cache
+        self.drop_last = drop_last
         self.classes: list[str] = list(LABELS) if task == "binary" else list(SUBTYPE_CODES)
         self.num_classes = len(self.classes)
         self.augmentation = BatchAugmentation()
@@ -480,11 +485,15 @@ class BreakHisDataModule(LightningDataModule):
                 labels, self.sampler, seed=int(self.seed), epoch_source=self._current_epoch
             )
         n = len(self._train_sampler)
+        drop = self.drop_last
+        if drop is None:
+            drop = bool(getattr(trainer.lightning_module, "static_shapes", False)) if trainer is not None else False
         return DataLoader(
             ds,
             batch_size=self.batch_size,
             sampler=self._train_sampler,
-            drop_last=n > self.batch_size and n % self.batch_size == 1,  # no 1-sample batch for BatchNorm
+            # never every batch; always a 1-sample one (BatchNorm cannot train on it)
+            drop_last=(drop and n >= self.batch_size) or (n > self.batch_size and n % self.batch_size == 1),
             **kwargs,
         )
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import random
+from pathlib import Path
 from typing import Any, Literal
 
 import lightning as L
@@ -43,10 +45,14 @@ class BreakHisClassifier(L.LightningModule):
             given it replaces the default AdamW and ``lr``/``weight_decay`` are ignored.
         lr_scheduler: Optional learning-rate scheduler factory (stepped per epoch).
         channels_last: Run convolutional backbones in channels-last memory format (faster on GPUs).
-        compile: Compile the backbone with ``torch.compile`` (opt-in; pays off on long GPU runs): ``true`` (or
-            ``"default"``) for the default mode, or a mode name: ``"reduce-overhead"`` adds CUDA graphs, which
-            pay at small batches (32) where the GPU waits for kernel launches; ``"max-autotune"`` also tunes
-            kernels (minutes of compilation).
+        compile: Compile the backbone with ``torch.compile`` (opt-in; pays off on long GPU runs, see
+            ``benchmarks/README.md``): ``true`` (or ``"default"``) for the default mode, or a mode name:
+            ``"reduce-overhead"`` adds CUDA graphs, which pay at small batches (32) where the GPU waits for kernel
+            launches; ``"max-autotune"`` also tunes kernels (minutes of compilation). Compiled, shapes are static
+            (``dynamic=False``): the DataModule drops the last partial training batch (see :attr:`static_shapes`),
+            evaluation batches are padded to the evaluation batch size, the sanity check runs eagerly, and
+            inductor's cache persists in ``$TORCHINDUCTOR_CACHE_DIR`` (default: ``inductor/`` in the image cache
+            folder), so a second run reuses the compiled kernels.
     """
 
     def __init__(
@@ -88,6 +94,7 @@ class BreakHisClassifier(L.LightningModule):
         self._loss_sums: dict[str, Tensor] = {}
         self._loss_counts: dict[str, int] = {}
         self._compiled = False
+        self._eval_batch = 0
         self._restored = False
 
     @property
@@ -114,9 +121,36 @@ class BreakHisClassifier(L.LightningModule):
         if self.use_channels_last:
             self.backbone.to(memory_format=torch.channels_last)
         if self.hparams.compile and not self._compiled:
-            mode = self.hparams.compile if isinstance(self.hparams.compile, str) else "default"
-            self.backbone.compile(mode=mode)
-            self._compiled = True
+            self._compile()
+
+    @property
+    def static_shapes(self) -> bool:
+        """Whether every batch should have one shape (the backbone is compiled); the DataModule's ``drop_last``."""
+        return bool(self.hparams.compile)
+
+    def _compile(self) -> None:
+        """Compile the backbone for static shapes, with inductor's cache in a folder that outlives the process."""
+        from breakhis_lit.data.cache import default_cache_dir
+
+        os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(Path(default_cache_dir()) / "inductor"))
+        mode = self.hparams.compile if isinstance(self.hparams.compile, str) else "default"
+        # Static: a shape seen once more is compiled again for it (with only two shapes, training and evaluation
+        # batches, that is cheaper than kernels for every size, and CUDA graphs need fixed shapes anyway).
+        self.backbone.compile(mode=mode, dynamic=False)
+        self._compiled = True
+
+    def _logits(self, images: Tensor) -> Tensor:
+        """The backbone's logits; compiled, evaluation batches padded to one size and the sanity check eager."""
+        if not self._compiled or self.training:
+            return self(images)
+        n = images.shape[0]
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        self._eval_batch = max(self._eval_batch, n, int(getattr(datamodule, "eval_batch_size", 0) or 0))
+        if n < self._eval_batch:  # the last batch: zeros after it (evaluation mode, so they change nothing else)
+            images = torch.cat([images, images.new_zeros((self._eval_batch - n, *images.shape[1:]))])
+        sanity = self._trainer is not None and self.trainer.sanity_checking
+        with torch.compiler.set_stance("force_eager") if sanity else contextlib.nullcontext():
+            return self(images)[:n]
 
     @override
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -143,7 +177,7 @@ class BreakHisClassifier(L.LightningModule):
         return F.cross_entropy(logits.float(), labels, weight=weight, label_smoothing=self.hparams.label_smoothing)
 
     def _step(self, batch: dict[str, Tensor], stage: str) -> Tensor:
-        logits = self(batch["image"])
+        logits = self._logits(batch["image"])
         labels = batch["label"]
         loss = self._loss(logits, labels)
         if stage == "train":
@@ -178,7 +212,7 @@ class BreakHisClassifier(L.LightningModule):
 
     @override
     def predict_step(self, batch: dict[str, Tensor], batch_idx: int, dataloader_idx: int = 0) -> dict[str, Tensor]:
-        probs = self(batch["image"]).float().softmax(dim=-1)
+        probs = self._logits(batch["image"]).float().softmax(dim=-1)
         return {"probs": probs, "index": batch["index"]}
 
     def _buffer_train_outputs(self, probs: Tensor, labels: Tensor) -> None:

@@ -1,5 +1,6 @@
 """Tests of the LightningModule: it learns the demo task, checks its inputs, loads weights once."""
 
+import os
 from pathlib import Path
 
 import lightning as L
@@ -86,11 +87,51 @@ def test_pretrained_weights_load_once_and_not_on_resume(
 def test_compile_option_reaches_torch_compile(
     demo_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, option: bool | str, mode: str
 ) -> None:
-    modes: list[str] = []
-    monkeypatch.setattr(DALAResNet, "compile", lambda self, **kwargs: modes.append(kwargs["mode"]))
+    calls: list[dict] = []
+    monkeypatch.setattr(DALAResNet, "compile", lambda self, **kwargs: calls.append(kwargs))
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
     model = BreakHisClassifier(DALAResNet(arch="resnet18", num_classes=2), compile=option)
     _trainer(tmp_path, epochs=1, limit_train_batches=1, limit_val_batches=1).fit(model, _data(demo_root, tmp_path))
-    assert modes == [mode]  # once, with the mode (reduce-overhead: CUDA graphs)
+    assert calls == [{"mode": mode, "dynamic": False}]  # once, with the mode (reduce-overhead: CUDA graphs)
+    # inductor's cache next to the image cache, kept between runs
+    assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == os.path.join(os.environ["BREAKHIS_CACHE"], "inductor")
+
+
+@pytest.mark.parametrize("compile", [False, True], ids=["eager", "compiled"])
+def test_compiled_runs_see_one_shape_per_mode(
+    demo_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, compile: bool
+) -> None:
+    monkeypatch.setattr(DALAResNet, "compile", lambda self, **kwargs: None)  # the shapes are under test, not inductor
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
+    seen: list[tuple[bool, bool, int]] = []  # (training, sanity check, batch)
+    forward = DALAResNet.forward
+    stances: list[str] = []
+    set_stance = torch.compiler.set_stance
+
+    def recording(self: DALAResNet, x: torch.Tensor) -> torch.Tensor:
+        seen.append((self.training, trainer.sanity_checking, x.shape[0]))
+        return forward(self, x)
+
+    def recording_stance(stance: str = "default", **kwargs):
+        stances.append(stance)
+        return set_stance(stance, **kwargs)
+
+    monkeypatch.setattr(DALAResNet, "forward", recording)
+    monkeypatch.setattr(torch.compiler, "set_stance", recording_stance)
+    model = BreakHisClassifier(DALAResNet(arch="resnet18", num_classes=2), compile=compile)
+    data = _data(demo_root, tmp_path, image_size=32, batch_size=40, eval_batch_size=20)
+    trainer = _trainer(tmp_path, epochs=1, num_sanity_val_steps=2)
+    trainer.fit(model, data)
+    n_train, n_val = len(data.records("train")), len(data.records("val"))
+    assert n_train % 40 > 1  # a partial last training batch to drop
+    assert n_val % 20  # a partial last evaluation batch to pad
+    train = [b for training, _, b in seen if training]
+    evaluation = [b for training, sanity, b in seen if not training and not sanity]
+    assert sum(train) == (n_train - n_train % 40 if compile else n_train)
+    assert set(train) == ({40} if compile else {40, n_train % 40})
+    assert set(evaluation) == ({20} if compile else {20, n_val % 20})
+    assert len(model.eval_outputs["val"]["probs"]) == n_val  # the padding is cut off again
+    assert stances.count("force_eager") == (2 if compile else 0)  # the sanity check's two batches
 
 
 def test_bf16_mixed_precision_runs_on_the_cpu(demo_root: Path, tmp_path: Path) -> None:
