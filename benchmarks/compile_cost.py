@@ -127,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     forwarded = [a for a in (argv if argv is not None else sys.argv[1:]) if a not in ("--out", str(args.out))]
     runs: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="breakhis-inductor-") as cache:
-        env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": cache, "PYTHONPATH": f"{REPO}:{os.environ.get('PYTHONPATH', '')}"}
+        path = f"{REPO}:{os.environ.get('PYTHONPATH', '')}"
+        env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": cache, "PYTHONPATH": path}
         for kind in ("cold", "warm"):
             start = time.perf_counter()
             proc = subprocess.run([sys.executable, __file__, "--child", *forwarded], env=env, capture_output=True,
