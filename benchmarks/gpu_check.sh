@@ -9,8 +9,8 @@
 # Stages, in order, each under `timeout` and never past the budget (BUDGET_S, default 530 s; a device command
 # may run 600 s):
 #   1. the fast CUDA tests (about a minute): GPU path, no host synchronisation per step, pinned copies, Grad-CAM;
-#   2. benchmarks/train_speed.py (its JSON is rewritten after every phase: a stage cut by its timeout keeps what
-#      it measured);
+#   2. benchmarks/train_speed.py --no-ops (the op counts are the CPU's; its JSON is rewritten after every phase:
+#      a stage cut by its timeout keeps what it measured);
 #   3. the compile tests (torch.compile in a fit, default and reduce-overhead);
 #   4. benchmarks/compile_cost.py (cold and warm compilation), only when enough of the budget is left.
 # Meanwhile nvidia-smi samples utilisation and memory every 500 ms. What comes back ($OUT, default
@@ -18,8 +18,8 @@
 # cuda_tests.log, speed.json, speed.log, compile.log, gpu_util.csv, runs.tar.gz (the timed runs' history.csv,
 # fit_summary.json, config.yaml, splits.csv and TensorBoard events; checkpoints are not kept).
 #
-# PYTHON picks the interpreter (default python3); BENCH_ARGS replaces train_speed.py's options (default none, the
-# full run; --smoke: --quick --data-only). Exit status: 0 when every stage that ran passed, else 1.
+# PYTHON picks the interpreter (default python3); BENCH_ARGS replaces train_speed.py's options (default --no-ops,
+# the full run; --smoke: --quick --data-only). Exit status: 0 when every stage that ran passed, else 1.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-python3}"
@@ -116,13 +116,13 @@ run() {
 
     local work
     work=$(mktemp -d "${TMPDIR:-/tmp}/breakhis-gpu-check.XXXXXX")
-    local bench_args=${BENCH_ARGS:-}
+    local bench_args=${BENCH_ARGS:---no-ops}
     [ "$smoke" -eq 1 ] && bench_args=${BENCH_ARGS:---quick --data-only}
     # Only these test modules: collecting the others needs development tools (nbclient) the GPU machine may lack.
-    stage "cuda tests" 120 "$out/cuda_tests.log" \
+    stage "cuda tests" 110 "$out/cuda_tests.log" \
         "$PY" -m pytest -q -p no:cacheprovider -m gpu -k "not compiled" "${CUDA_TESTS[@]}"
     # shellcheck disable=SC2086  # BENCH_ARGS holds several options
-    stage benchmark 300 "$out/speed.log" \
+    stage benchmark 330 "$out/speed.log" \
         "$PY" benchmarks/train_speed.py $bench_args --workdir "$work" --out "$out/speed.json"
     stage "compile tests" 150 "$out/compile.log" \
         "$PY" -m pytest -q -p no:cacheprovider -m gpu -k compiled tests/models/test_gpu.py

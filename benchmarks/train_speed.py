@@ -554,6 +554,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--ops-only", action="store_true", help="only count the ops per training step of both paths (CPU, seconds)"
     )
+    parser.add_argument("--no-ops", action="store_true", help="skip counting the ops per training step")
     parser.add_argument("--workdir", type=Path, default=None, help="keep the PNGs, caches and runs here")
     parser.add_argument("--out", type=Path, default=None, help="also write the JSON result to this file")
     parser.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
@@ -859,7 +860,8 @@ def main(argv: list[str] | None = None) -> int:
                 run.notes.append("--data-only: no training measured")
             else:
                 measure_training(run, root, cache)
-                measure_ops(run)
+                if not args.no_ops:
+                    measure_ops(run)
                 measure_throughput(run)
     except Exception as err:
         run.errors.append(f"benchmark: {err!r}")
