@@ -49,6 +49,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
 
 REPO = Path(__file__).resolve().parents[1]
 SUBTYPES_BENIGN = ("A", "F", "PT", "TA")
@@ -69,6 +70,7 @@ TARGETS = {
     "decode_all_cores_ge_half_linear": "decode_img_s_all_cores >= cpu_count / 2 * decode_img_s_1core (full tree)",
     "warm_cache_load_le_1s": "warm_cache_load_s <= 1 (full tree)",
     "quick_ratio_le_1.5": "ratio <= 1.5 (--quick on a 2-core CPU)",
+    "ops_ratio_le_1.15": "ops_per_step_pipeline <= 1.15 * ops_per_step_reference (CPU count, same model)",
 }
 
 
@@ -203,6 +205,8 @@ def hand_loop(
     device: torch.device,
     batch_size: int = 32,
     eval_batch_size: int = 256,
+    fused: bool | None = None,
+    on_step: Callable[[], None] | None = None,
 ) -> float:
     """The paper protocol as a minimal loop (``gpu_anchor.protocol``); returns its wall time in seconds.
 
@@ -214,11 +218,13 @@ def hand_loop(
         device: Device.
         batch_size: Training batch size.
         eval_batch_size: Validation batch size.
+        fused: Fused AdamW (default: on CUDA only, as the pipeline's default optimiser).
+        on_step: Called after every training step (the op counter's marks).
     """
     cuda = device.type == "cuda"
     torch.manual_seed(0)
     model = build().to(device).to(memory_format=torch.channels_last)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=1e-4, fused=cuda)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=1e-4, fused=cuda if fused is None else fused)
     x_train, y_train = train
     n_train, n_val = len(x_train), len(val)
     mean = torch.tensor([0.485, 0.456, 0.406], device=device).view(1, 3, 1, 1) * 255
@@ -241,6 +247,8 @@ def hand_loop(
                 loss.backward()
                 opt.step()
                 opt.zero_grad(set_to_none=True)
+                if on_step is not None:
+                    on_step()
             model.eval()
             with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
                 for i in range(0, n_val, eval_batch_size):
@@ -355,6 +363,77 @@ def run_pipeline(args: list[str], device: torch.device) -> float:
     return seconds[0]
 
 
+class OpCounter(TorchDispatchMode):
+    """Counts the ATen ops dispatched in this thread while active, in windows closed by :meth:`mark`.
+
+    Each op is one or more kernel launches on a GPU, so ops per training step stand in for launch overhead on
+    a CPU. Counted on the CPU: the autograd engine runs a CUDA backward in its own threads, which a dispatch
+    mode (thread-local) does not see.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+        self.windows: list[int] = []
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: Any = None) -> Any:
+        self.count += 1
+        return func(*args, **(kwargs or {}))
+
+    def mark(self) -> None:
+        """Close the current window (one training step)."""
+        self.windows.append(self.count)
+        self.count = 0
+
+    def per_step(self) -> int | None:
+        """Median ops of the windows between the epoch's first and last step (those hold per-epoch work)."""
+        inner = self.windows[1:-1]
+        return int(np.median(inner)) if inner else None
+
+
+@contextlib.contextmanager
+def counting_pipeline(counter: OpCounter) -> Iterator[None]:
+    """Count ops in every training step of ``breakhis fit`` (from one step's end to the next's, data included)."""
+    import lightning as L
+
+    from breakhis_lit import cli
+
+    class Marks(L.Callback):
+        def __init__(self) -> None:
+            self.active = False
+
+        def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
+            counter.__enter__()
+            counter.count, self.active = 0, True
+
+        def on_train_batch_end(self, *args: Any) -> None:
+            counter.mark()
+
+        def on_validation_start(self, trainer: Any, pl_module: Any) -> None:
+            self.off()
+
+        def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+            self.off()
+
+        def off(self) -> None:
+            if self.active:
+                counter.__exit__(None, None, None)
+                self.active = False
+
+    original = cli.BreakHisCLI.instantiate_trainer
+
+    def with_marks(self: Any, **kwargs: Any) -> Any:
+        trainer = original(self, **kwargs)
+        trainer.callbacks.insert(0, Marks())  # first: its marks enclose every other callback's batch hooks
+        return trainer
+
+    cli.BreakHisCLI.instantiate_trainer = with_marks
+    try:
+        yield
+    finally:
+        cli.BreakHisCLI.instantiate_trainer = original
+
+
 def checkpoint_save_time(
     build: Callable[[], nn.Module], device: torch.device, path: Path
 ) -> tuple[float, float, float]:
@@ -450,6 +529,7 @@ def checks(res: dict[str, Any]) -> dict[str, bool | None]:
         ),
         "warm_cache_load_le_1s": test(lambda: res["warm_cache_load_s"] <= 1.0, full),
         "quick_ratio_le_1.5": test(lambda: res["ratio"] <= 1.5, res["quick"]),
+        "ops_ratio_le_1.15": test(lambda: res["ops_ratio"] <= 1.15, True),
     }
 
 
@@ -471,6 +551,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--repeat", type=int, default=1, help="time (a), (b) cold and (b) warm this many times, report the minimum"
     )
+    parser.add_argument(
+        "--ops-only", action="store_true", help="only count the ops per training step of both paths (CPU, seconds)"
+    )
+    parser.add_argument("--no-ops", action="store_true", help="skip counting the ops per training step")
     parser.add_argument("--workdir", type=Path, default=None, help="keep the PNGs, caches and runs here")
     parser.add_argument("--out", type=Path, default=None, help="also write the JSON result to this file")
     parser.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
@@ -653,6 +737,43 @@ def measure_training(run: Run, root: Path, cache: Path) -> None:
     log(f"ratio (cold) {res['ratio']}, ratio (warm) {res['ratio_warm']}")
 
 
+def measure_ops(run: Run) -> None:
+    """ATen ops per training step of the hand loop and of ``breakhis fit``, same model, on the CPU.
+
+    Both with fused AdamW (the optimiser of a GPU run), fp32, batch 8 at 32 px on the small tree (op counts do
+    not depend on the image or batch size), one epoch; the median over the epoch's inner steps. Deterministic.
+    """
+    from breakhis_lit.data import BreakHisDataModule
+
+    res, cpu, size, batch = run.res, torch.device("cpu"), 32, 8
+    root, _, _ = write_tree(run.work / "ops-data", "quick", 1)
+    dm = BreakHisDataModule(root=str(root), magnification=MAGNIFICATION, image_size=size,
+                            cache_dir=str(run.work / "cache-ops"), seed=0)  # fmt: skip
+    dm.setup("fit")
+    tr, va = dm.dataset("train"), dm.dataset("val")
+    train, val = (tr.images[tr.rows], tr.labels), va.images[va.rows]
+    del dm, tr, va
+    hand = OpCounter()
+    with hand:
+        hand_loop(run.build, train, val, 1, cpu, batch_size=batch, fused=True, on_step=hand.mark)
+    pipe = OpCounter()
+    fused = '{"class_path": "torch.optim.AdamW", "init_args": {"lr": 1e-4, "weight_decay": 1e-4, "fused": true}}'
+    args = pipeline_args(run.args.config, root, run.work / "cache-ops", run.work / "logs", "ops", 1, run.quick, size)
+    args += ["--trainer.accelerator", "cpu", "--trainer.devices", "1", "--trainer.precision", "32-true",
+             "--data.batch_size", str(batch), "--trainer.num_sanity_val_steps", "0",
+             "--gradcam.every_n_epochs", "1000", "--model.optimizer", fused]  # fmt: skip
+    with counting_pipeline(pipe):
+        run_pipeline(args, cpu)
+    shutil.rmtree(run.work / "logs" / "ops", ignore_errors=True)
+    res["ops_per_step_reference"], res["ops_per_step_pipeline"] = hand.per_step(), pipe.per_step()
+    res["ops_steps_reference"], res["ops_steps_pipeline"] = hand.windows, pipe.windows
+    if res["ops_per_step_reference"] and res["ops_per_step_pipeline"]:
+        res["ops_ratio"] = rnd(res["ops_per_step_pipeline"] / res["ops_per_step_reference"], 3)
+    run.save()
+    log(f"ops per training step: hand loop {res['ops_per_step_reference']}, pipeline {res['ops_per_step_pipeline']}"
+        f" (ratio {res.get('ops_ratio')})")  # fmt: skip
+
+
 def measure_throughput(run: Run) -> None:
     """Training (eager, compiled) and inference img/s on random inputs at batch 256 (``--quick``: 16, small)."""
     res, device = run.res, run.device
@@ -688,7 +809,8 @@ def measure_throughput(run: Run) -> None:
 RESULT_KEYS = (
     "reference_s", "pipeline_s", "pipeline_cold_s", "pipeline_warm_s", "ratio", "ratio_warm", "train_img_s_bs256",
     "train_img_s_bs256_compile", "compile_warmup_s", "infer_img_s_bs256", "decode_img_s_1core",
-    "decode_img_s_all_cores", "warm_cache_load_s", "n_train", "n_val",
+    "decode_img_s_all_cores", "warm_cache_load_s", "n_train", "n_val", "ops_per_step_reference",
+    "ops_per_step_pipeline", "ops_ratio",
 )  # fmt: skip
 
 
@@ -729,19 +851,28 @@ def main(argv: list[str] | None = None) -> int:
     if not cuda:
         run.notes.append("on a CPU the reference and the pipeline run in fp32 (no bf16 autocast)")
     try:
-        root, cache = measure_data(run)
-        if args.data_only:
-            run.notes.append("--data-only: no training measured")
+        if args.ops_only:
+            run.notes.append("--ops-only: only the op counts measured")
+            measure_ops(run)
         else:
-            measure_training(run, root, cache)
-            measure_throughput(run)
+            root, cache = measure_data(run)
+            if args.data_only:
+                run.notes.append("--data-only: no training measured")
+            else:
+                measure_training(run, root, cache)
+                if not args.no_ops:
+                    measure_ops(run)
+                measure_throughput(run)
     except Exception as err:
         run.errors.append(f"benchmark: {err!r}")
         traceback.print_exc()
-    finally:
-        if args.workdir is None:
-            shutil.rmtree(work, ignore_errors=True)
+    return finish(run, args, work)
 
+
+def finish(run: Run, args: argparse.Namespace, work: Path) -> int:
+    """Remove a temporary work folder, write and print the result; the exit status."""
+    if args.workdir is None:
+        shutil.rmtree(work, ignore_errors=True)
     result = run.result()
     run.save(result)
     text = json.dumps(result)

@@ -225,8 +225,14 @@ class DecodeResult:
 
 
 def _pool_context() -> multiprocessing.context.BaseContext:
-    # fork is fast and needs no re-import; the workers only run PIL/numpy.
+    # fork is fast and needs no re-import; the workers only run PIL/numpy. Forking a process that has initialised
+    # CUDA is unsafe, so then forkserver: a clean server imports this (light) module once and forks the workers.
     if sys.platform.startswith("linux"):
+        torch = sys.modules.get("torch")
+        if torch is not None and torch.cuda.is_initialized():
+            ctx = multiprocessing.get_context("forkserver")
+            ctx.set_forkserver_preload([__name__])
+            return ctx
         return multiprocessing.get_context("fork")
     return multiprocessing.get_context("spawn")
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import shutil
 from collections import Counter
@@ -31,6 +32,7 @@ from typing_extensions import override
 from breakhis_lit.data.cache import bad_images_message, load_or_build
 from breakhis_lit.data.dataset import CachedImageDataset, SampleRecord, passthrough_collate
 from breakhis_lit.data.demo import generate_demo
+from breakhis_lit.data.device import to_device
 from breakhis_lit.data.index import (
     IMAGE_EXTENSIONS,
     DatasetIndex,
@@ -75,7 +77,9 @@ class BreakHisDataModule(LightningDataModule):
     Batches are dicts ``{"image": uint8 [B,3,H,W], "label": int64 [B], "group": int64 [B], "index": int64 [B]}``
     (``index`` indexes :meth:`records` of the stage, ``group`` indexes :attr:`group_names`);
     :meth:`on_after_batch_transfer` turns ``image`` into ImageNet-normalised float32, augmented only while the
-    trainer is training.
+    trainer is training. The augmentation's random parameters of a whole epoch are drawn at its first training
+    batch, in one draw from a ``torch.Generator`` seeded from ``(seed, epoch, rank)``, and copied to the device
+    once; each batch then takes its rows (so an epoch's augmentation is the same in a resumed run).
 
     Args:
         root: BreakHis root: the folder holding ``BreaKHis_v1`` (original or Kaggle layout) or a folder inside it.
@@ -88,7 +92,7 @@ class BreakHisDataModule(LightningDataModule):
         test_ratio: Fraction of images in test (``patient``/``image``).
         fold: Official fold (1-5) or k-fold index (1..num_folds) used as test.
         num_folds: Number of folds for ``split=kfold``.
-        seed: Seed of the split, the shuffling, the balanced sampler and the demo data.
+        seed: Seed of the split, the shuffling, the balanced sampler, the augmentation and the demo data.
         image_size: Side of the (squashed) square images.
         batch_size: Training batch size.
         eval_batch_size: Validation/test/predict batch size.
@@ -106,6 +110,9 @@ class BreakHisDataModule(LightningDataModule):
             differ from it (the command line sets it for every verb that works on a fitted run).
         trained_on: The ``splits.csv`` of a fitted run evaluated on other data (``--eval_name``): refuse test
             images of patients that run trained or validated on, beyond those its own test split holds.
+        drop_last: Drop the last partial training batch: ``None`` (default) when the model asks for static shapes
+            (its ``static_shapes``, true when the classifier compiles: a new batch shape means a new compilation),
+            else ``true``/``false``. A 1-sample last batch is always dropped (BatchNorm cannot train on it).
     """
 
     def __init__(
@@ -134,6 +141,7 @@ class BreakHisDataModule(LightningDataModule):
         device_cache: bool = True,
         split_file: str | None = None,
         trained_on: str | None = None,
+        drop_last: bool | None = None,
     ) -> None:
         super().__init__()
         self._mag = parse_magnification(magnification)
@@ -183,9 +191,13 @@ class BreakHisDataModule(LightningDataModule):
         self.device_cache = device_cache
         self.split_file = split_file
         self.trained_on = trained_on
+        self.drop_last = drop_last
         self.classes: list[str] = list(LABELS) if task == "binary" else list(SUBTYPE_CODES)
         self.num_classes = len(self.classes)
         self.augmentation = BatchAugmentation()
+        self._epoch_draws: tuple[tuple[int, int], Tensor] | None = None  # (trainer id, epoch), parameter rows
+        self._epoch_offset = 0
+        self._epoch_generator = torch.Generator()
         self.group_names: list[str] = []
         self.index: DatasetIndex | None = None
         self.split_rows: list[SplitRow] = []
@@ -530,7 +542,7 @@ class BreakHisDataModule(LightningDataModule):
             "persistent_workers": workers > 0,
             "collate_fn": passthrough_collate,
             # Creating an iterator draws the workers' base seed from this generator, not from the global RNG,
-            # so epoch e's augmentation and dropout do not depend on when Lightning builds the iterator.
+            # so epoch e's dropout does not depend on when Lightning builds the iterator.
             "generator": torch.Generator().manual_seed(int(self.seed)),
         }
         if not train:
@@ -550,11 +562,15 @@ class BreakHisDataModule(LightningDataModule):
                 labels, self.sampler, seed=int(self.seed), epoch_source=self._current_epoch
             )
         n = len(self._train_sampler)
+        drop = self.drop_last
+        if drop is None:
+            drop = bool(getattr(trainer.lightning_module, "static_shapes", False)) if trainer is not None else False
         return DataLoader(
             ds,
             batch_size=self.batch_size,
             sampler=self._train_sampler,
-            drop_last=n > self.batch_size and n % self.batch_size == 1,  # no 1-sample batch for BatchNorm
+            # never every batch; always a 1-sample one (BatchNorm cannot train on it)
+            drop_last=(drop and n >= self.batch_size) or (n > self.batch_size and n % self.batch_size == 1),
             **kwargs,
         )
 
@@ -585,8 +601,33 @@ class BreakHisDataModule(LightningDataModule):
         images = batch["image"]
         trainer = self.trainer
         if self.augment and trainer is not None and trainer.training:
-            images = self.augmentation(images)
+            return {**batch, "image": self.augmentation(images, self._augmentation_rows(images))}
         return {**batch, "image": _normalize(images)}
+
+    def _augmentation_rows(self, images: Tensor) -> Tensor:
+        """The rows of the epoch's augmentation parameters for this training batch, on the images' device."""
+        trainer = self.trainer
+        b, _, h, w = images.shape
+        epoch, rank = int(trainer.current_epoch), int(getattr(trainer, "global_rank", 0))
+        key = (id(trainer), epoch)
+        if self._epoch_draws is None or self._epoch_draws[0] != key:
+            sampler = self._train_sampler
+            samples = len(sampler) if sampler is not None else len(self.dataset("train"))
+            self._epoch_generator = torch.Generator().manual_seed(epoch_seed(self.seed, epoch, rank))
+            rows = self.augmentation.draw(math.ceil(samples / trainer.world_size), h, w, self._epoch_generator)
+            self._epoch_draws, self._epoch_offset = (key, to_device(rows, images.device)), 0
+        start, rows = self._epoch_offset, self._epoch_draws[1]
+        if start + b > rows.shape[0]:  # more samples than planned: draw on from the same generator
+            more = self.augmentation.draw(start + b - rows.shape[0], h, w, self._epoch_generator)
+            rows = torch.cat([rows, to_device(more, images.device)])
+            self._epoch_draws = (key, rows)
+        self._epoch_offset = start + b
+        return rows[start : start + b]
+
+
+def epoch_seed(seed: int, epoch: int, rank: int) -> int:
+    """A 64-bit seed for epoch ``epoch`` on process ``rank`` of a run seeded with ``seed`` (numpy's SeedSequence)."""
+    return int(np.random.SeedSequence([int(seed), int(epoch), int(rank)]).generate_state(1, np.uint64)[0])
 
 
 def _size(path: Path) -> int:

@@ -1,18 +1,32 @@
 """Batched image transforms on the model's device: ImageNet normalisation and training augmentation.
 
-Pure tensor operations over a whole ``[B, 3, H, W]`` batch (no per-image Python work). Every random draw is
-per sample and comes from one ``torch.Generator`` (CPU), so results are reproducible on any device; the draws
-reach the GPU through pinned memory (:func:`to_device`), so no step waits for the GPU.
+Pure tensor operations over a whole ``[B, 3, H, W]`` batch (no per-image Python work). The augmentation is split
+into *drawing* and *applying*: :meth:`BatchAugmentation.draw` turns one CPU draw of uniforms into per-sample
+parameter rows (any number of samples at once: the DataModule draws a whole epoch's at its start, from its own
+``torch.Generator``, and copies them to the device once); :meth:`BatchAugmentation.forward` applies a batch's rows
+with a few device ops and no host work:
+
+1. :class:`CropDihedral`: random resized crop, flips and 90-degree turns as one affine resampling
+   (``grid_sample``; the flips and turns are folded into the crop's affine map);
+2. :class:`ColourNormalise`: brightness, contrast and saturation jitter, the clamp to [0, 1] and the ImageNet
+   normalisation as one affine colour map per sample (``baddbmm``).
+
+Each step draws its own block of uniforms and owns its block of parameter columns, so one more step (a stain
+jitter, say) is one more block and one more device op. Between steps images are float32 on the 0-255 scale.
+Written here because torchvision's transforms draw one set of parameters per call (the same for a whole batch);
+a training step's augmentation is about 14 dispatched ops, against about 70 when each transform was applied in
+turn (``benchmarks/RESULTS.md``).
 """
 
 from __future__ import annotations
 
 import functools
 import math
+from typing import Protocol
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
-from torchvision.ops import roi_align
 
 from breakhis_lit.data.device import to_device
 
@@ -50,76 +64,146 @@ def denormalize(images: Tensor) -> Tensor:
     return (images * std + mean).clamp_(0, 1)
 
 
-def _uniform(n: int, low: float, high: float, generator: torch.Generator | None) -> Tensor:
-    return torch.rand(n, generator=generator) * (high - low) + low
+class AugmentationStep(Protocol):
+    """One step of :class:`BatchAugmentation`: per-sample parameters drawn on the CPU, applied on the device."""
+
+    #: Uniforms in [0, 1) drawn per sample.
+    uniforms: int
+    #: Parameter columns per sample.
+    width: int
+
+    def parameters(self, u: Tensor, height: int, width: int) -> Tensor:
+        """Parameters ``[N, width]`` (float32, CPU) from uniforms ``[N, uniforms]`` for ``height`` x ``width``."""
+        ...
+
+    def apply(self, x: Tensor, params: Tensor) -> Tensor:
+        """Transform float32 images ``[B, 3, H, W]`` (0-255 scale) with their rows ``[B, width]``."""
+        ...
 
 
-def _select(mask: Tensor, a: Tensor, b: Tensor) -> Tensor:
-    """Per sample: ``a`` where ``mask`` else ``b``."""
-    return torch.where(mask.view(-1, 1, 1, 1), a, b)
+class CropDihedral:
+    """Random resized crop, then random flips and (square images) 90-degree turns, as one affine resampling.
 
+    The crop has area fraction ``U(scale)`` and aspect ratio ``exp(U(log ratio))`` (each side clipped to the
+    image), at a uniform position; the crop is resized back to ``H x W`` bilinearly, sampling every output pixel at
+    the same point as ``torchvision.ops.roi_align(aligned=True, sampling_ratio=1)`` would (edge pixels clamped).
+    Then a horizontal flip, a vertical flip and, for square images, a transpose, each with probability 1/2 (with
+    both flips the transpose covers all 8 symmetries of the square). Flips and transpose only permute the
+    sampling points, so they are folded into the affine map: one ``affine_grid`` + ``grid_sample`` per batch.
 
-def random_resized_crop(
-    x: Tensor,
-    scale: tuple[float, float] = (0.5, 1.0),
-    ratio: tuple[float, float] = (3 / 4, 4 / 3),
-    generator: torch.Generator | None = None,
-) -> Tensor:
-    """Crop a random box per sample (area fraction ``scale``, aspect ``ratio``) and resize it back to H x W.
-
-    One :func:`torchvision.ops.roi_align` call for the whole batch (bilinear, one sample per output pixel:
-    crops are never larger than the image, so this only upsamples).
+    Args:
+        scale: Area fraction range of the crop (``(1, 1)``: no crop, whatever ``ratio``).
+        ratio: Aspect ratio (width / height) range of the crop.
+        flips: Random flips and 90-degree turns.
     """
-    b, _, h, w = x.shape
-    area = _uniform(b, *scale, generator)
-    log_r = _uniform(b, math.log(ratio[0]), math.log(ratio[1]), generator)
-    aspect = torch.exp(log_r)
-    cw = (torch.sqrt(area * aspect) * w).clamp(max=w)
-    ch = (torch.sqrt(area / aspect) * h).clamp(max=h)
-    x0 = torch.rand(b, generator=generator) * (w - cw)
-    y0 = torch.rand(b, generator=generator) * (h - ch)
-    boxes = torch.stack([torch.arange(b, dtype=torch.float32), x0, y0, x0 + cw, y0 + ch], dim=1)
-    boxes = to_device(boxes, x.device).to(x.dtype)
-    return roi_align(x, boxes, output_size=(h, w), sampling_ratio=1, aligned=True)
+
+    uniforms = 7
+    width = 6
+
+    def __init__(
+        self, scale: tuple[float, float] = (0.5, 1.0), ratio: tuple[float, float] = (3 / 4, 4 / 3), flips: bool = True
+    ) -> None:
+        self.scale = scale
+        self.ratio = ratio
+        self.flips = flips
+
+    def parameters(self, u: Tensor, height: int, width: int) -> Tensor:
+        """The rows of the affine maps ``[N, 6]`` from output to input in ``affine_grid``'s normalised coordinates."""
+        if tuple(self.scale) == (1.0, 1.0):  # no crop: the whole image
+            cw, ch = torch.full_like(u[:, 0], width), torch.full_like(u[:, 0], height)
+        else:
+            area = u[:, 0] * (self.scale[1] - self.scale[0]) + self.scale[0]
+            log_low, log_high = math.log(self.ratio[0]), math.log(self.ratio[1])
+            aspect = torch.exp(u[:, 1] * (log_high - log_low) + log_low)
+            cw = (torch.sqrt(area * aspect) * width).clamp(max=width)
+            ch = (torch.sqrt(area / aspect) * height).clamp(max=height)
+        x0, y0 = u[:, 2] * (width - cw), u[:, 3] * (height - ch)
+        sx, sy = cw / width, ch / height  # half-extents of the crop, normalised
+        tx, ty = (2 * x0 + cw) / width - 1, (2 * y0 + ch) / height - 1  # its centre
+        one = torch.ones_like(sx)
+        fh = torch.where(u[:, 4] < 0.5, -one, one) if self.flips else one
+        fv = torch.where(u[:, 5] < 0.5, -one, one) if self.flips else one
+        turn = (u[:, 6] < 0.5) & (height == width) & self.flips
+        zero = torch.zeros_like(sx)
+        # theta = diag(sx, sy) @ diag(fh, fv) @ (swap of x and y if turned): the crop's output is flipped first,
+        # then transposed, as in x.flip(-1).flip(-2).transpose(-1, -2) after the crop.
+        row0 = torch.where(turn, zero, sx * fh), torch.where(turn, sx * fh, zero), tx
+        row1 = torch.where(turn, sy * fv, zero), torch.where(turn, zero, sy * fv), ty
+        return torch.stack([*row0, *row1], dim=1).float()
+
+    def apply(self, x: Tensor, params: Tensor) -> Tensor:
+        """Resample the batch through its affine maps (bilinear, edges clamped)."""
+        grid = F.affine_grid(params.view(-1, 2, 3), list(x.shape), align_corners=False)
+        return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
-def random_dihedral(x: Tensor, generator: torch.Generator | None = None) -> Tensor:
-    """Random horizontal/vertical flips and (for square images) 90-degree rotations, per sample."""
-    b, _, h, w = x.shape
-    draws = [torch.rand(b, generator=generator) < 0.5 for _ in range(3)]
-    hflip, vflip, rot = to_device(torch.stack(draws), x.device).unbind(0)
-    x = _select(hflip, x.flip(-1), x)
-    x = _select(vflip, x.flip(-2), x)
-    if h == w:  # with both flips, one optional transpose covers all 8 symmetries of the square
-        x = _select(rot, x.transpose(-1, -2), x)
-    return x.contiguous()  # mixing transposed views leaves a permuted layout that slows every later op
+class ColourNormalise:
+    """Brightness, contrast and saturation jitter, clamped to [0, 1], then ImageNet-normalised: one affine map.
 
+    With factors ``fb``, ``fc``, ``fs`` drawn from ``U(1 - f, 1 + f)``, on ``x`` in [0, 1]: brightness scales by
+    ``fb``; contrast blends with the image's mean grey level by ``fc``; saturation blends with each pixel's grey
+    value by ``fs``; the result is clamped to [0, 1] and normalised by the ImageNet mean and std. All of it is
+    affine in the pixel's colour vector: ``y = M x + Q mean(x) + beta``, clamped per channel to the normalised
+    images of 0 and 1, with per-sample 3 x 3 matrices ``M`` (jitter, grey weights, 1/255, 1/std) and ``Q``
+    (contrast's mean grey level), so a batch costs one mean and two ``baddbmm``.
 
-def color_jitter(
-    x: Tensor,
-    brightness: float = 0.1,
-    contrast: float = 0.1,
-    saturation: float = 0.1,
-    generator: torch.Generator | None = None,
-) -> Tensor:
-    """Mild per-sample brightness, contrast and saturation jitter on float images in [0, 1].
-
-    Brightness scales by ``fb``; contrast blends with the mean grey level by ``fc``; saturation blends with
-    each pixel's grey value by ``fs``. All three are linear, so they are applied at once as
-    ``fs*fc*fb * x + (1-fs)*fc*fb * gray(x) + (1-fc)*fb * mean(gray(x))`` (two passes over the batch instead
-    of one per step), then clamped to [0, 1].
+    Args:
+        brightness: Brightness jitter ``f`` (multiplicative, +-).
+        contrast: Contrast jitter.
+        saturation: Saturation jitter.
     """
-    b = x.shape[0]
-    draws = [_uniform(b, 1 - f, 1 + f, generator) for f in (brightness, contrast, saturation)]
-    fb, fc, fs = to_device(torch.stack(draws), x.device).to(x.dtype).view(3, -1, 1, 1, 1).unbind(0)
-    weights = _channel_constant(_GRAY_WEIGHTS, x.device, x.dtype)
-    gray = (x * weights).sum(1, keepdim=True)
-    offset = gray * ((1 - fs) * fc * fb) + gray.mean((2, 3), keepdim=True) * ((1 - fc) * fb)
-    return torch.addcmul(offset, x, fs * fc * fb).clamp_(0, 1)
+
+    uniforms = 3
+    width = 18
+
+    def __init__(self, brightness: float = 0.1, contrast: float = 0.1, saturation: float = 0.1) -> None:
+        self.brightness = brightness
+        self.contrast = contrast
+        self.saturation = saturation
+
+    def parameters(self, u: Tensor, height: int, width: int) -> Tensor:
+        """``M`` and ``Q`` of every sample, flattened: ``[N, 18]``."""
+        fb, fc, fs = (u[:, i] * (2 * f) + (1 - f) for i, f in enumerate(self.factors()))
+        gray = torch.tensor(_GRAY_WEIGHTS, dtype=u.dtype)
+        scale = 1 / (255 * torch.tensor(IMAGENET_STD, dtype=u.dtype))  # 0-255 in, normalised out
+        a, b, c = fs * fc * fb, (1 - fs) * fc * fb, (1 - fc) * fb  # x, its grey value, the mean grey level
+        eye = torch.eye(3, dtype=u.dtype)
+        m = (a.view(-1, 1, 1) * eye + b.view(-1, 1, 1) * gray.view(1, 1, 3)) * scale.view(1, 3, 1)
+        q = c.view(-1, 1, 1) * gray.view(1, 1, 3) * scale.view(1, 3, 1)
+        return torch.cat([m.flatten(1), q.flatten(1)], dim=1).float()
+
+    def factors(self) -> tuple[float, float, float]:
+        """The jitter amplitudes (brightness, contrast, saturation)."""
+        return self.brightness, self.contrast, self.saturation
+
+    def apply(self, x: Tensor, params: Tensor) -> Tensor:
+        """Map every pixel's colour through its sample's affine map, then clamp: normalised float32."""
+        b, c, h, w = x.shape
+        flat = x.reshape(b, c, h * w)
+        m, q = params[:, :9].view(b, 3, 3), params[:, 9:].view(b, 3, 3)
+        offset = torch.baddbmm(_beta(x.device), q, flat.mean(2, keepdim=True))
+        low, high = _bounds(x.device)
+        return torch.baddbmm(offset, m, flat).clamp_(low, high).view(b, c, h, w)
+
+
+@functools.cache
+def _beta(device: torch.device) -> Tensor:
+    """``-mean / std`` per channel, ``[1, 3, 1]``: the normalised image of black before the jitter's offsets."""
+    return _channel_constant(tuple(-m / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD, strict=True)), device,
+                             torch.float32).view(1, 3, 1)  # fmt: skip
+
+
+@functools.cache
+def _bounds(device: torch.device) -> tuple[Tensor, Tensor]:
+    """The normalised images of 0 and 1 per channel, ``[1, 3, 1]`` each: the clamp to [0, 1] after normalising."""
+    low = tuple(-m / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD, strict=True))
+    high = tuple((1 - m) / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD, strict=True))
+    return (_channel_constant(low, device, torch.float32).view(1, 3, 1),
+            _channel_constant(high, device, torch.float32).view(1, 3, 1))  # fmt: skip
 
 
 class BatchAugmentation(torch.nn.Module):
-    """Training augmentation for a uint8 batch: random resized crop, flips/rotations, colour jitter.
+    """Training augmentation for a uint8 batch: random resized crop, flips/turns, colour jitter, normalisation.
 
     Args:
         crop_scale: Area fraction range of the random resized crop (``(1, 1)`` disables it).
@@ -140,30 +224,55 @@ class BatchAugmentation(torch.nn.Module):
         saturation: float = 0.1,
     ) -> None:
         super().__init__()
-        self.crop_scale = crop_scale
-        self.crop_ratio = crop_ratio
-        self.flips = flips
-        self.brightness = brightness
-        self.contrast = contrast
-        self.saturation = saturation
+        self.steps: list[AugmentationStep] = []
+        if tuple(crop_scale) != (1.0, 1.0) or flips:
+            self.steps.append(CropDihedral(crop_scale, crop_ratio, flips))
+        self.steps.append(ColourNormalise(brightness, contrast, saturation))  # last: it also normalises
 
-    def forward(self, images: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """Augment a batch.
+    @property
+    def width(self) -> int:
+        """Parameter columns per sample."""
+        return sum(step.width for step in self.steps)
+
+    def draw(self, n: int, height: int, width: int, generator: torch.Generator | None = None) -> Tensor:
+        """Parameters of ``n`` samples of ``height`` x ``width`` images, ``[n, width]`` on the CPU, in one draw.
+
+        Args:
+            n: Samples.
+            height: Image height.
+            width: Image width.
+            generator: CPU generator (default: torch's global RNG).
+        """
+        u = torch.rand(n, sum(step.uniforms for step in self.steps), generator=generator)
+        return self.parameters(u, height, width)
+
+    def parameters(self, u: Tensor, height: int, width: int) -> Tensor:
+        """Parameters ``[N, width]`` from the uniforms ``[N, sum of the steps' uniforms]``, block by block."""
+        blocks, start = [], 0
+        for step in self.steps:
+            blocks.append(step.parameters(u[:, start : start + step.uniforms], height, width))
+            start += step.uniforms
+        return torch.cat(blocks, dim=1)
+
+    def forward(self, images: Tensor, params: Tensor | None = None, generator: torch.Generator | None = None) -> Tensor:
+        """Augment and normalise a batch.
 
         Args:
             images: uint8 (or float in [0, 1]) ``[B, 3, H, W]`` on any device.
-            generator: CPU generator for the random draws (default: torch's global RNG).
+            params: The batch's rows of :meth:`draw`, on the images' device; drawn here when ``None``.
+            generator: CPU generator for drawing ``params`` here (default: torch's global RNG).
 
         Returns:
-            Float32 images in [0, 1] on the input's device (not normalised).
+            ImageNet-normalised float32 images on the input's device.
         """
-        x = to_float(images)
-        if x.shape[0] == 0:
-            return x
-        if self.crop_scale != (1.0, 1.0):
-            x = random_resized_crop(x, self.crop_scale, self.crop_ratio, generator)
-        if self.flips:
-            x = random_dihedral(x, generator)
-        if self.brightness or self.contrast or self.saturation:
-            x = color_jitter(x, self.brightness, self.contrast, self.saturation, generator)
+        b, _, h, w = images.shape
+        x = images.float() if images.dtype == torch.uint8 else images.float() * 255
+        if b == 0:
+            return normalize(x / 255)
+        if params is None:
+            params = to_device(self.draw(b, h, w, generator), x.device)
+        start = 0
+        for step in self.steps:
+            x = step.apply(x, params[:, start : start + step.width])
+            start += step.width
         return x

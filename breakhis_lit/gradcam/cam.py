@@ -78,6 +78,21 @@ def _no_autocast(device: torch.device) -> contextlib.AbstractContextManager:
     return contextlib.nullcontext()
 
 
+@contextlib.contextmanager
+def _no_cudnn_autotuning() -> Iterator[None]:
+    """Turn cuDNN benchmark off, restored on exit: Grad-CAM's few passes would autotune kernels for new shapes.
+
+    Autotuning times every candidate kernel of each new input shape (its batch, its size), which costs more than
+    the handful of passes it would speed up, and would add those shapes' choices to the training's cache.
+    """
+    previous = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = previous
+
+
 def _eager() -> contextlib.AbstractContextManager:
     """Run ``torch.compile``-d modules eagerly: hooks and a changed ``requires_grad`` would recompile them."""
     set_stance = getattr(torch.compiler, "set_stance", None)
@@ -97,8 +112,9 @@ def compute_cams(
     Uses the layers of ``model.gradcam_target_layers()`` and the transform of
     ``model.gradcam_reshape_transform()`` (token sequences to ``[B, C, h, w]``). Safe inside ``fit`` (the
     train/eval modes, ``requires_grad`` flags and accumulated ``.grad`` of the model are restored) and
-    inside ``validate``/``test``/``predict`` (which run under ``torch.inference_mode``); autocast is off and
-    the inputs take the dtype of the model's parameters.
+    inside ``validate``/``test``/``predict`` (which run under ``torch.inference_mode``); autocast and cuDNN's
+    autotuning (``torch.backends.cudnn.benchmark``) are off inside and restored after, and the inputs take the
+    dtype of the model's parameters.
 
     Args:
         model: A backbone mapping normalised images ``[B, 3, H, W]`` to logits ``[B, C]``.
@@ -137,6 +153,7 @@ def compute_cams(
         torch.inference_mode(False),
         torch.enable_grad(),
         _no_autocast(device),
+        _no_cudnn_autotuning(),
         _eager(),
         _preserved(model),
         _GradCAM(

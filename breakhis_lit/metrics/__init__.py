@@ -2,6 +2,7 @@
 
 from breakhis_lit.metrics.auroc import BinaryExactAUROC, MulticlassExactAUROC
 from breakhis_lit.metrics.collection import ClassificationMetrics
+from breakhis_lit.metrics.confusion import BinaryConfusionCounts, MulticlassConfusionCounts
 from breakhis_lit.metrics.imbalanced import BinaryGMean, BinaryIBA, MulticlassGMean, MulticlassIBA
 from breakhis_lit.metrics.patient import patient_level_metrics
 from breakhis_lit.metrics.stat_scores import (
@@ -9,10 +10,12 @@ from breakhis_lit.metrics.stat_scores import (
     BinaryF1PerClass,
     BinaryMacroF1,
     MulticlassBalancedAccuracy,
+    confusion_counts,
 )
 
 __all__ = [
     "BinaryBalancedAccuracy",
+    "BinaryConfusionCounts",
     "BinaryExactAUROC",
     "BinaryF1PerClass",
     "BinaryGMean",
@@ -20,8 +23,10 @@ __all__ = [
     "BinaryMacroF1",
     "ClassificationMetrics",
     "MulticlassBalancedAccuracy",
+    "MulticlassConfusionCounts",
     "MulticlassExactAUROC",
     "MulticlassGMean",
     "MulticlassIBA",
+    "confusion_counts",
     "patient_level_metrics",
 ]

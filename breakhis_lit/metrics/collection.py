@@ -8,12 +8,10 @@ from torch import Tensor, nn
 from torchmetrics import Metric, MetricCollection
 from torchmetrics.classification import (
     BinaryAccuracy,
-    BinaryConfusionMatrix,
     BinaryPrecision,
     BinaryRecall,
     BinarySpecificity,
     MulticlassAccuracy,
-    MulticlassConfusionMatrix,
     MulticlassF1Score,
     MulticlassPrecision,
     MulticlassRecall,
@@ -21,6 +19,7 @@ from torchmetrics.classification import (
 )
 
 from breakhis_lit.metrics.auroc import BinaryExactAUROC, MulticlassExactAUROC
+from breakhis_lit.metrics.confusion import BinaryConfusionCounts, MulticlassConfusionCounts
 from breakhis_lit.metrics.imbalanced import BinaryGMean, BinaryIBA, MulticlassGMean, MulticlassIBA
 from breakhis_lit.metrics.stat_scores import (
     BinaryBalancedAccuracy,
@@ -30,6 +29,7 @@ from breakhis_lit.metrics.stat_scores import (
 )
 
 _F1_PER_CLASS = "f1_per_class"  # internal vector metric, split into f1_<class> keys by compute()
+_CONFUSION = "confusion_matrix"  # internal matrix metric, returned by confusion_matrix(), not by compute()
 _PROB_SUM_TOLERANCE = 1e-3
 
 
@@ -52,8 +52,11 @@ class ClassificationMetrics(nn.Module):
 
     Predictions: binary, ``probs[:, 1] > threshold`` (the torchmetrics rule; with threshold 0.5 it is the arg-max,
     ties going to class 0); multiclass, the arg-max (first class on ties). Label-based metrics share one
-    compute group, so the counts are accumulated once. Every state is sum- or cat-reduced, so ``compute()`` and
-    ``confusion_matrix()`` give the global values under DDP; call them on every rank.
+    compute group, so the counts are accumulated once (binary: the confusion matrix too, from the same counts).
+    No update reads a value back from the device (no ``torch.bincount``, no boolean masks; see
+    :func:`~breakhis_lit.metrics.stat_scores.confusion_counts`), except the value check of ``validate``. Every state
+    is sum- or cat-reduced, so ``compute()`` and ``confusion_matrix()`` give the global values under DDP; call them
+    on every rank.
 
     Args:
         class_names: Class names in class-index order, e.g. ``["benign", "malignant"]``; at least two, unique.
@@ -105,11 +108,11 @@ class ClassificationMetrics(nn.Module):
                 "f1_macro": BinaryMacroF1(**kw),
                 "gmean": BinaryGMean(**kw),
                 "iba": BinaryIBA(**kw),
+                _CONFUSION: BinaryConfusionCounts(**kw),
                 "auroc": BinaryExactAUROC(validate_args=False),
             }
-            # All but auroc keep the same binary tp/fp/tn/fn states.
+            # All but auroc keep the same binary tp/fp/tn/fn states (torchmetrics' binary update has no host read).
             groups = [[name for name in metrics if name != "auroc"], ["auroc"]]
-            self.confmat: Metric = BinaryConfusionMatrix(threshold=self.threshold, validate_args=False)
         else:
             kw = {"num_classes": len(names), "validate_args": False}
             metrics = {
@@ -123,10 +126,12 @@ class ClassificationMetrics(nn.Module):
                 "gmean": MulticlassGMean(**kw),
                 "iba": MulticlassIBA(**kw),
                 "auroc": MulticlassExactAUROC(**kw),
+                _CONFUSION: MulticlassConfusionCounts(**kw),
             }
-            # Micro accuracy keeps summed (size-1) counts; the others keep per-class top-1 tp/fp/tn/fn.
-            groups = [["accuracy"], [name for name in metrics if name not in ("accuracy", "auroc")], ["auroc"]]
-            self.confmat = MulticlassConfusionMatrix(**kw)
+            # Micro accuracy keeps summed (size-1) counts; the per-class top-1 tp/fp/tn/fn group is updated by its
+            # first member only, one of this package's count metrics (torchmetrics' would call torch.bincount).
+            per_class = [name for name in metrics if name not in ("accuracy", "auroc", _CONFUSION)]
+            groups = [["accuracy"], per_class, ["auroc"], [_CONFUSION]]
         self.metrics = MetricCollection(metrics, compute_groups=groups)
 
     @property
@@ -199,13 +204,12 @@ class ClassificationMetrics(nn.Module):
         if probs.shape[0] == 0:  # torchmetrics cannot format an empty batch; it adds nothing anyway
             return
         target = target.long()
-        preds = probs[:, 1] if self.binary else probs
-        self.metrics.update(preds, target)
-        self.confmat.update(preds, target)
+        self.metrics.update(probs[:, 1] if self.binary else probs, target)
 
     def compute(self) -> dict[str, Tensor]:
         """All scalar metrics since the last reset, keyed as :meth:`keys` (0-d float tensors)."""
         values = self.metrics.compute()
+        values.pop(_CONFUSION)
         f1 = values.pop(_F1_PER_CLASS)
         for name, value in zip(self.class_names, f1.unbind(0), strict=True):
             values[f"f1_{name}"] = value
@@ -213,12 +217,11 @@ class ClassificationMetrics(nn.Module):
 
     def confusion_matrix(self) -> Tensor:
         """Confusion matrix ``[C, C]`` of counts (int64) since the last reset: rows true class, columns predicted."""
-        return self.confmat.compute()
+        return self.metrics[_CONFUSION].compute()
 
     def reset(self) -> None:
         """Forget everything accumulated (call at the end of each epoch)."""
         self.metrics.reset()
-        self.confmat.reset()
         self._values_checked = False
 
     def extra_repr(self) -> str:

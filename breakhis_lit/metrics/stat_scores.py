@@ -7,6 +7,8 @@ and friends, a ``MetricCollection`` can put all of them in one compute group.
 
 "Present" classes follow scikit-learn's ``labels=None`` convention: the classes that occur in the targets or in the
 predictions (``tp + fp + fn > 0``); torchmetrics' macro averages use the same set.
+
+Multiclass counts come from :func:`confusion_counts`, which never makes the host wait for the device.
 """
 
 from typing import Any, NamedTuple
@@ -14,6 +16,10 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 from torchmetrics.classification import BinaryStatScores, MulticlassStatScores
+from torchmetrics.functional.classification.stat_scores import (
+    _multiclass_stat_scores_format,
+    _multiclass_stat_scores_tensor_validation,
+)
 
 
 class ClassCounts(NamedTuple):
@@ -33,6 +39,24 @@ class ClassCounts(NamedTuple):
     def present(self) -> Tensor:
         """Boolean mask of classes seen in the targets or the predictions (``tp + fp + fn > 0``)."""
         return (self.tp + self.fp + self.fn) > 0
+
+
+def confusion_counts(preds: Tensor, target: Tensor, num_classes: int, ignore_index: int | None = None) -> Tensor:
+    """Confusion matrix ``[C, C]`` (int64; rows true class, columns predicted) of class-index tensors of one shape.
+
+    One ``scatter_add_`` into a fixed-size tensor: torchmetrics' ``torch.bincount`` reads the input's minimum and
+    maximum back to the host on CUDA, and dropping ignored samples by a boolean mask is a hidden ``nonzero``; here
+    ignored samples count with weight 0. Indices outside ``[0, C)`` are an error (a device-side assert on CUDA).
+    """
+    target = target.reshape(-1).long()
+    flat = target * num_classes + preds.reshape(-1).long()
+    if ignore_index is None:
+        weight = torch.ones_like(flat)
+    else:
+        keep = target != ignore_index
+        flat, weight = torch.where(keep, flat, 0), keep.long()
+    counts = flat.new_zeros(num_classes * num_classes).scatter_add_(0, flat, weight)
+    return counts.view(num_classes, num_classes)
 
 
 def compute_dtype(device: torch.device) -> torch.dtype:
@@ -159,6 +183,19 @@ class MulticlassCountMetric(MulticlassStatScores):
             validate_args=validate_args,
             **kwargs,
         )
+
+    def update(self, preds: Tensor, target: Tensor) -> None:
+        """Accumulate the per-class counts of a batch (as torchmetrics, from :func:`confusion_counts`)."""
+        if self.validate_args:
+            _multiclass_stat_scores_tensor_validation(
+                preds, target, self.num_classes, self.multidim_average, self.ignore_index
+            )
+        preds, target = _multiclass_stat_scores_format(preds, target, self.top_k)
+        confmat = confusion_counts(preds, target, self.num_classes, self.ignore_index)
+        tp = confmat.diagonal()
+        fp = confmat.sum(0) - tp
+        fn = confmat.sum(1) - tp
+        self._update_state(tp, fp, confmat.sum() - (tp + fp + fn), fn)
 
     def class_counts(self) -> ClassCounts:
         """Per-class one-vs-rest counts, each of shape ``[C]``."""

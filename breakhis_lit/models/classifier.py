@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import math
 import os
 import random
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import lightning as L
@@ -18,6 +21,7 @@ from typing_extensions import override
 from breakhis_lit.distributed import gather_uneven
 from breakhis_lit.errors import BreakHisError
 from breakhis_lit.metrics import ClassificationMetrics
+from breakhis_lit.models.epoch_buffer import EpochBuffer
 
 _STAGES = ("train", "val", "test")
 
@@ -61,10 +65,14 @@ class BreakHisClassifier(L.LightningModule):
             given it replaces the default AdamW and ``lr``/``weight_decay`` are ignored.
         lr_scheduler: Optional learning-rate scheduler factory (stepped per epoch).
         channels_last: Run convolutional backbones in channels-last memory format (faster on GPUs).
-        compile: Compile the backbone with ``torch.compile`` (opt-in; pays off on long GPU runs): ``true`` (or
-            ``"default"``) for the default mode, or a mode name: ``"reduce-overhead"`` adds CUDA graphs, which
-            pay at small batches (32) where the GPU waits for kernel launches; ``"max-autotune"`` also tunes
-            kernels (minutes of compilation).
+        compile: Compile the backbone with ``torch.compile`` (opt-in; pays off on long GPU runs, see
+            ``benchmarks/README.md``): ``true`` (or ``"default"``) for the default mode, or a mode name:
+            ``"reduce-overhead"`` adds CUDA graphs, which pay at small batches (32) where the GPU waits for kernel
+            launches; ``"max-autotune"`` also tunes kernels (minutes of compilation). Compiled, shapes are static
+            (``dynamic=False``): the DataModule drops the last partial training batch (see :attr:`static_shapes`),
+            evaluation batches are padded to the evaluation batch size, the sanity check runs eagerly, and
+            inductor's cache persists in ``$TORCHINDUCTOR_CACHE_DIR`` (default: ``inductor/`` in the image cache
+            folder), so a second run reuses the compiled kernels.
     """
 
     def __init__(
@@ -102,9 +110,11 @@ class BreakHisClassifier(L.LightningModule):
         self.confusion: dict[str, Tensor] = {}
         """Confusion matrix (rows true, columns predicted) of the last epoch of each stage."""
         self._eval_buffers: dict[str, list[tuple[Tensor, Tensor, Tensor]]] = {}
+        self._train_outputs = EpochBuffer()
         self._loss_sums: dict[str, Tensor] = {}
         self._loss_counts: dict[str, int] = {}
         self._compiled = False
+        self._eval_batch = 0
         self._restored = False
         self.class_names: list[str] = []
         """Class names in index order (set up from the data module)."""
@@ -135,9 +145,36 @@ class BreakHisClassifier(L.LightningModule):
         if self.use_channels_last:
             self.backbone.to(memory_format=torch.channels_last)
         if self.hparams.compile and not self._compiled:
-            mode = self.hparams.compile if isinstance(self.hparams.compile, str) else "default"
-            self.backbone.compile(mode=mode)
-            self._compiled = True
+            self._compile()
+
+    @property
+    def static_shapes(self) -> bool:
+        """Whether every batch should have one shape (the backbone is compiled); the DataModule's ``drop_last``."""
+        return bool(self.hparams.compile)
+
+    def _compile(self) -> None:
+        """Compile the backbone for static shapes, with inductor's cache in a folder that outlives the process."""
+        from breakhis_lit.data.cache import default_cache_dir
+
+        os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(Path(default_cache_dir()) / "inductor"))
+        mode = self.hparams.compile if isinstance(self.hparams.compile, str) else "default"
+        # Static: a shape seen once more is compiled again for it (with only two shapes, training and evaluation
+        # batches, that is cheaper than kernels for every size, and CUDA graphs need fixed shapes anyway).
+        self.backbone.compile(mode=mode, dynamic=False)
+        self._compiled = True
+
+    def _logits(self, images: Tensor) -> Tensor:
+        """The backbone's logits; compiled, evaluation batches padded to one size and the sanity check eager."""
+        if not self._compiled or self.training:
+            return self(images)
+        n = images.shape[0]
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        self._eval_batch = max(self._eval_batch, n, int(getattr(datamodule, "eval_batch_size", 0) or 0))
+        if n < self._eval_batch:  # the last batch: zeros after it (evaluation mode, so they change nothing else)
+            images = torch.cat([images, images.new_zeros((self._eval_batch - n, *images.shape[1:]))])
+        sanity = self._trainer is not None and self.trainer.sanity_checking
+        with torch.compiler.set_stance("force_eager") if sanity else contextlib.nullcontext():
+            return self(images)[:n]
 
     @override
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -179,7 +216,7 @@ class BreakHisClassifier(L.LightningModule):
         return F.cross_entropy(logits.float(), labels, weight=weight, label_smoothing=self.hparams.label_smoothing)
 
     def _step(self, batch: dict[str, Tensor], stage: str) -> Tensor:
-        logits = self(batch["image"])
+        logits = self._logits(batch["image"])
         labels = batch["label"]
         loss = self._loss(logits, labels)
         if stage == "train":
@@ -187,7 +224,10 @@ class BreakHisClassifier(L.LightningModule):
             first = (self.nonfinite_step < 0) & ~torch.isfinite(loss.detach())
             self.nonfinite_step = torch.where(first, self.global_step, self.nonfinite_step)
         probs = logits.detach().float().softmax(dim=-1)
-        self._metrics(stage).update(probs, labels)
+        if stage == "train":
+            self._buffer_train_outputs(probs, labels)
+        else:
+            self._metrics(stage).update(probs, labels)
         n = labels.numel()
         # The sum stays on the device and the count on the host: no transfer or synchronisation per step.
         total = self._loss_sums.get(stage)
@@ -211,10 +251,31 @@ class BreakHisClassifier(L.LightningModule):
 
     @override
     def predict_step(self, batch: dict[str, Tensor], batch_idx: int, dataloader_idx: int = 0) -> dict[str, Tensor]:
-        probs = self(batch["image"]).float().softmax(dim=-1)
+        probs = self._logits(batch["image"]).float().softmax(dim=-1)
         return {"probs": probs, "index": batch["index"]}
 
+    def _buffer_train_outputs(self, probs: Tensor, labels: Tensor) -> None:
+        """Keep a training step's probabilities and labels on the device; the metrics see the epoch's at its end.
+
+        Two slice copies per step instead of a metrics update (47 ops fewer per step, each a kernel launch on a
+        GPU: ``benchmarks/train_speed.py --ops-only``); the values are the same, the metrics' states being sums
+        and concatenations.
+        """
+        buffer = self._train_outputs
+        if not buffer.capacity:  # the epoch's samples on this process, at most
+            batches = self.trainer.num_training_batches
+            buffer.capacity = int(batches) * labels.numel() if math.isfinite(batches) else 0
+        buffer.append(probs, labels)
+
+    def _update_train_metrics(self) -> None:
+        """Feed the epoch's buffered training outputs to the training metrics, in one update."""
+        if len(self._train_outputs):
+            self._metrics("train").update(*self._train_outputs.tensors())
+        self._train_outputs.clear()
+
     def _reset(self, stage: str) -> None:
+        if stage == "train":
+            self._train_outputs.clear()
         if hasattr(self, f"{stage}_metrics"):
             self._metrics(stage).reset()
         self._loss_sums.pop(stage, None)
@@ -229,6 +290,8 @@ class BreakHisClassifier(L.LightningModule):
         count = total.new_tensor(float(self._loss_counts.pop(stage, 0)))
         sums = self.trainer.strategy.reduce(torch.stack([total, count]), reduce_op="sum")
         loss = sums[0] / sums[1].clamp(min=1)
+        if stage == "train":
+            self._update_train_metrics()
         metrics = self._metrics(stage)
         values = {f"{stage}/loss": loss, **metrics.compute()}
         self.confusion[stage] = metrics.confusion_matrix().cpu()
@@ -253,8 +316,9 @@ class BreakHisClassifier(L.LightningModule):
     @override
     def on_train_epoch_start(self) -> None:
         self._reset("train")
-        # Re-seed every epoch from (seed, epoch, rank): augmentation and dropout of epoch e are then the same
-        # in an uninterrupted run and in one resumed from a checkpoint, where the RNG state was not saved.
+        # Re-seed every epoch from (seed, epoch, rank): dropout of epoch e is then the same in an uninterrupted run
+        # and in one resumed from a checkpoint, where the RNG state was not saved (the DataModule seeds its
+        # augmentation the same way, from its own generator).
         base = os.environ.get("PL_GLOBAL_SEED")
         if base is not None:
             seed = int(base) + 1000 * (self.current_epoch + 1) + self.global_rank

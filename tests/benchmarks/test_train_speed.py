@@ -14,7 +14,7 @@ NUMBERS = (
     "reference_s", "pipeline_s", "pipeline_cold_s", "pipeline_warm_s", "ratio", "ratio_warm",
     "train_img_s_bs256", "infer_img_s_bs256", "decode_img_s_1core", "decode_img_s_all_cores", "warm_cache_load_s",
 )  # fmt: skip
-INTEGERS = ("cpu_count", "n_train", "n_val", "epochs", "image_size")
+INTEGERS = ("cpu_count", "n_train", "n_val", "epochs", "image_size", "ops_per_step_reference", "ops_per_step_pipeline")
 
 
 @pytest.fixture(scope="module")
@@ -60,6 +60,17 @@ def test_last_line_has_the_promised_keys_and_types(quick: tuple[subprocess.Compl
     assert set(result["checks"]) >= {"ratio_le_1.3", "quick_ratio_le_1.5"}
     assert all(v is None or isinstance(v, bool) for v in result["checks"].values())
     assert set(result["targets"]) == set(result["checks"])
+
+
+def test_ops_per_step_within_15_percent_of_the_hand_loop(quick: tuple[subprocess.CompletedProcess, dict, Path]) -> None:
+    _, result, _ = quick  # a count, not a time: the same on every machine and load
+    assert result["ops_ratio"] == pytest.approx(
+        result["ops_per_step_pipeline"] / result["ops_per_step_reference"], abs=1e-3
+    )
+    assert result["checks"]["ops_ratio_le_1.15"] is True, (
+        result["ops_per_step_pipeline"],
+        result["ops_per_step_reference"],
+    )
 
 
 def test_out_file_holds_the_same_result(quick: tuple[subprocess.CompletedProcess, dict, Path]) -> None:

@@ -10,8 +10,9 @@ import torch
 from PIL import Image
 
 from breakhis_lit.data import BreakHisDataModule
+from breakhis_lit.data.datamodule import epoch_seed
 from breakhis_lit.data.splits import write_split_csv
-from breakhis_lit.data.transforms import normalize
+from breakhis_lit.data.transforms import BatchAugmentation, normalize
 from breakhis_lit.errors import BreakHisError
 
 
@@ -24,8 +25,9 @@ def _fake_trainer(training=False, log_dir=None):
     strategy = SimpleNamespace(root_device=torch.device("cpu"), barrier=lambda *a, **k: None)
     logger = SimpleNamespace(log_dir=log_dir)  # the DataModule reads the logger's folder (no DDP broadcast)
     return SimpleNamespace(
-        training=training, world_size=1, is_global_zero=True, logger=logger, strategy=strategy, current_epoch=0
-    )
+        training=training, world_size=1, global_rank=0, is_global_zero=True, logger=logger, strategy=strategy,
+        current_epoch=0,
+    )  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +82,6 @@ def test_on_after_batch_transfer_augments_only_in_training(fitted):
         assert torch.equal(out["image"], dm.normalize(batch["image"]))
         assert torch.equal(out["label"], batch["label"])
         dm.trainer = _fake_trainer(training=True)
-        torch.manual_seed(0)
         aug = dm.on_after_batch_transfer(dict(batch), 0)["image"]
         assert aug.shape == out["image"].shape
         assert not torch.allclose(aug, out["image"])
@@ -89,6 +90,45 @@ def test_on_after_batch_transfer_augments_only_in_training(fitted):
     finally:
         dm.trainer = None
         dm.augment = True
+
+
+def test_augmentation_draws_each_epoch_once_from_seed_epoch_and_rank(demo_root, fitted, monkeypatch):
+    draws = []
+    draw = BatchAugmentation.draw
+
+    def counted(self, n, height, width, generator=None):
+        draws.append(n)
+        return draw(self, n, height, width, generator)
+
+    monkeypatch.setattr(BatchAugmentation, "draw", counted)
+    fitted.train_dataloader()  # the epoch's sampler
+    images = next(iter(fitted.val_dataloader()))["image"][:8]
+    trainer = _fake_trainer(training=True)
+
+    def epoch(dm, number, rank=0, batches=3):
+        trainer.current_epoch, trainer.global_rank, dm.trainer = number, rank, trainer
+        try:
+            return [dm.on_after_batch_transfer({"image": images}, 0)["image"] for _ in range(batches)]
+        finally:
+            dm.trainer = None
+
+    first = epoch(fitted, 0)
+    assert draws == [len(fitted.records("train"))]  # one draw for the whole epoch, at its first batch
+    n = draws[0]
+    rows = draw(BatchAugmentation(), n, 32, 32, torch.Generator().manual_seed(epoch_seed(0, 0, 0)))
+    assert torch.equal(first[1], BatchAugmentation()(images, rows[8:16]))  # consecutive rows per batch
+    assert not torch.equal(first[0], first[1])
+    again = _dm(demo_root)
+    again.setup("fit")
+    again.train_dataloader()
+    assert all(torch.equal(a, b) for a, b in zip(first, epoch(again, 0), strict=True))  # same seed and epoch
+    assert not torch.equal(epoch(fitted, 1, batches=1)[0], first[0])
+    assert not torch.equal(epoch(fitted, 0, rank=1, batches=1)[0], first[0])
+    assert len(draws) == 4
+    epoch(fitted, 2, batches=n // 8 + 2)  # more batches than planned: drawn on, from the same generator
+    assert draws[4] == n
+    assert sum(draws[4:]) == 8 * (n // 8 + 2)
+    assert epoch_seed(0, 1, 0) != epoch_seed(0, 0, 1) != epoch_seed(1, 0, 0)
 
 
 def test_setup_test_only_and_counts(demo_root, fitted):

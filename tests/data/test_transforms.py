@@ -1,19 +1,72 @@
+"""Batched transforms: normalisation, and the augmentation against a step-by-step reference of the same maths.
+
+The reference applies the crop (``roi_align``), the flips and the transpose (``flip``/``transpose``), the three
+colour jitters one after another, the clamp and the normalisation separately, as the package did before the
+steps were fused. On the same uniforms both give the same images (up to float rounding); drawn independently,
+their parameters and outputs have the same distributions.
+"""
+
+import math
+
+import numpy as np
+import pytest
 import torch
+from scipy import stats
+from torchvision.ops import roi_align
 
 from breakhis_lit.data.transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     BatchAugmentation,
-    color_jitter,
+    ColourNormalise,
+    CropDihedral,
     denormalize,
     normalize,
-    random_dihedral,
-    random_resized_crop,
 )
 
+GRAY = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
 
-def _batch(b=6, h=32, w=32):
-    return torch.randint(0, 256, (b, 3, h, w), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+
+def _batch(b=6, h=32, w=32, seed=0):
+    return torch.randint(0, 256, (b, 3, h, w), dtype=torch.uint8, generator=torch.Generator().manual_seed(seed))
+
+
+def _smooth_batch(b=6, h=32, w=32, seed=0):
+    """Smooth images (bilinear interpolation of a coarse grid), closer to histology than pixel noise."""
+    g = torch.Generator().manual_seed(seed)
+    coarse = torch.rand(b, 3, h // 4, w // 4, generator=g) * 255
+    return torch.nn.functional.interpolate(coarse, size=(h, w), mode="bilinear").round().to(torch.uint8)
+
+
+def reference(images, u, scale=(0.5, 1.0), ratio=(3 / 4, 4 / 3), f=(0.1, 0.1, 0.1), crop=True, flips=True):
+    """The augmentation step by step from uniforms ``u`` ``[B, 10]`` (crop 4, flips 3, jitter 3)."""
+    x = images.float() / 255
+    b, _, h, w = x.shape
+    if crop:
+        area = u[:, 0] * (scale[1] - scale[0]) + scale[0]
+        aspect = torch.exp(u[:, 1] * (math.log(ratio[1]) - math.log(ratio[0])) + math.log(ratio[0]))
+        cw = (torch.sqrt(area * aspect) * w).clamp(max=w)
+        ch = (torch.sqrt(area / aspect) * h).clamp(max=h)
+        x0, y0 = u[:, 2] * (w - cw), u[:, 3] * (h - ch)
+        boxes = torch.stack([torch.arange(b, dtype=torch.float32), x0, y0, x0 + cw, y0 + ch], dim=1)
+        x = roi_align(x, boxes, output_size=(h, w), sampling_ratio=1, aligned=True)
+    if flips:
+        hflip, vflip, turn = (u[:, i].view(-1, 1, 1, 1) < 0.5 for i in (4, 5, 6))
+        x = torch.where(hflip, x.flip(-1), x)
+        x = torch.where(vflip, x.flip(-2), x)
+        if h == w:
+            x = torch.where(turn, x.transpose(-1, -2), x)
+    fb, fc, fs = ((u[:, 7 + i] * 2 * v + 1 - v).view(-1, 1, 1, 1) for i, v in enumerate(f))
+    y = x * fb  # brightness
+    mean = (y * GRAY).sum(1, keepdim=True).mean((2, 3), keepdim=True)
+    y = (y - mean) * fc + mean  # contrast around the mean grey level
+    gray = (y * GRAY).sum(1, keepdim=True)
+    y = ((y - gray) * fs + gray).clamp(0, 1)  # saturation around each pixel's grey value
+    return normalize(y)
+
+
+def _uniforms(n, seed):
+    return torch.rand(n, 10, generator=torch.Generator().manual_seed(seed))
 
 
 def test_normalize_values_and_inverse():
@@ -26,6 +79,124 @@ def test_normalize_values_and_inverse():
     assert torch.allclose(denormalize(normalize(img)), img.float() / 255, atol=1e-6)
 
 
+@pytest.mark.parametrize("shape", [(32, 32), (24, 40)], ids=["square", "non-square"])
+@pytest.mark.parametrize("seed", range(3))
+def test_same_images_as_the_step_by_step_reference(shape, seed):
+    images, u = _smooth_batch(16, *shape, seed=seed), _uniforms(16, seed)
+    aug = BatchAugmentation(brightness=0.3, contrast=0.4, saturation=0.5)
+    out = aug(images, aug.parameters(u, *shape))
+    expected = reference(images, u, f=(0.3, 0.4, 0.5))
+    assert out.shape == expected.shape == (16, 3, *shape)
+    assert (out - expected).abs().max() < 2e-4  # the same sampling points, rounded differently
+
+
+def test_flips_and_turns_alone_permute_pixels_exactly_enough():
+    images, u = _batch(16), _uniforms(16, 5)
+    aug = BatchAugmentation(crop_scale=(1.0, 1.0), brightness=0, contrast=0, saturation=0)
+    out = aug(images, aug.parameters(u, 32, 32))
+    expected = reference(images, u, f=(0, 0, 0), crop=False)
+    assert (out - expected).abs().max() < 1e-4
+
+
+def test_colour_and_normalisation_alone_equal_the_three_jitters_then_normalize():
+    images, u = _batch(8), _uniforms(8, 7)
+    aug = BatchAugmentation(crop_scale=(1.0, 1.0), flips=False, brightness=0.3, contrast=0.4, saturation=0.5)
+    assert [type(step) for step in aug.steps] == [ColourNormalise]
+    out = aug(images, aug.parameters(u[:, 7:], 32, 32))
+    expected = reference(images, u, f=(0.3, 0.4, 0.5), crop=False, flips=False)
+    assert (out - expected).abs().max() < 2e-5
+    plain = BatchAugmentation(crop_scale=(1.0, 1.0), flips=False, brightness=0, contrast=0, saturation=0)
+    assert (plain(images, plain.draw(8, 32, 32)) - normalize(images)).abs().max() < 2e-5
+
+
+def _decoded(params, h, w):
+    """Crop area fraction, aspect, flips, turn and jitter factors back from the parameter rows."""
+    theta, colour = params[:, :6].view(-1, 2, 3), params[:, 6:]
+    turn = theta[:, 0, 0] == 0
+    sx = torch.where(turn, theta[:, 0, 1], theta[:, 0, 0])
+    sy = torch.where(turn, theta[:, 1, 0], theta[:, 1, 1])
+    m = colour[:, :9].view(-1, 3, 3) * 255 * torch.tensor(IMAGENET_STD).view(1, 3, 1)
+    q = colour[:, 9:].view(-1, 3, 3) * 255 * torch.tensor(IMAGENET_STD).view(1, 3, 1)
+    b = m[:, 0, 1] / 0.587  # off-diagonal: (1 - fs) fc fb times the grey weight
+    a = m[:, 0, 0] - b * 0.299
+    c = q[:, 0, 0] / 0.299  # (1 - fc) fb
+    fb = a + b + c
+    return {
+        "area": sx.abs() * sy.abs(),
+        "aspect": (sx.abs() * w) / (sy.abs() * h),
+        "hflip": (sx < 0).float(),
+        "vflip": (sy < 0).float(),
+        "turn": turn.float(),
+        "cx": theta[:, 0, 2],
+        "fb": fb,
+        "fc": (a + b) / fb,
+        "fs": a / (a + b),
+    }
+
+
+def _reference_draws(n, h, w, seed):
+    """The same quantities drawn as the package drew them before (separate torch.rand calls per quantity)."""
+    g = torch.Generator().manual_seed(seed)
+    area = torch.rand(n, generator=g) * 0.5 + 0.5
+    aspect = torch.exp(torch.rand(n, generator=g) * (math.log(4 / 3) - math.log(3 / 4)) + math.log(3 / 4))
+    cw = (torch.sqrt(area * aspect) * w).clamp(max=w)
+    ch = (torch.sqrt(area / aspect) * h).clamp(max=h)
+    x0 = torch.rand(n, generator=g) * (w - cw)
+    torch.rand(n, generator=g)  # y0
+    flips = [(torch.rand(n, generator=g) < 0.5).float() for _ in range(3)]
+    jitter = [torch.rand(n, generator=g) * 0.2 + 0.9 for _ in range(3)]
+    return {
+        "area": cw * ch / (w * h),
+        "aspect": cw / ch,
+        "hflip": flips[0],
+        "vflip": flips[1],
+        "turn": flips[2] if h == w else torch.zeros(n),
+        "cx": (2 * x0 + cw) / w - 1,
+        "fb": jitter[0],
+        "fc": jitter[1],
+        "fs": jitter[2],
+    }
+
+
+@pytest.mark.parametrize("shape", [(64, 64), (48, 80)], ids=["square", "non-square"])
+def test_parameters_have_the_reference_distribution(shape):
+    n = 20000
+    ours = _decoded(BatchAugmentation().draw(n, *shape, torch.Generator().manual_seed(1)), *shape)
+    ref = _reference_draws(n, *shape, seed=2)
+    for key in ("area", "aspect", "cx", "fb", "fc", "fs"):
+        assert stats.ks_2samp(ours[key].numpy(), ref[key].numpy()).pvalue > 1e-3, key
+    for key in ("hflip", "vflip", "turn"):
+        assert abs(ours[key].mean().item() - ref[key].mean().item()) < 6 * math.sqrt(0.25 / n), key
+    assert ours["turn"].sum() == 0 if shape[0] != shape[1] else ours["turn"].mean() > 0.4
+    for key in ("fb", "fc", "fs"):  # U(0.9, 1.1): mean 1, variance 0.2**2 / 12
+        assert ours[key].mean().item() == pytest.approx(1.0, abs=4 * math.sqrt(0.04 / 12 / n))
+        assert ours[key].var().item() == pytest.approx(0.04 / 12, rel=0.05)
+        assert ours[key].min() >= 0.9 - 1e-5
+        assert ours[key].max() <= 1.1 + 1e-5
+
+
+def test_outputs_have_the_reference_distribution():
+    n = 3000
+    images = _smooth_batch(1, 32, 32).expand(n, -1, -1, -1)
+    aug = BatchAugmentation()
+    ours = aug(images, aug.draw(n, 32, 32, torch.Generator().manual_seed(3)))
+    ref = reference(images, _uniforms(n, 4))
+    for stat in (lambda t: t.mean((2, 3)), lambda t: t.std((2, 3)), lambda t: t[:, :, :8, :8].mean((2, 3))):
+        a, b = stat(ours), stat(ref)
+        for c in range(3):
+            assert stats.ks_2samp(a[:, c].numpy(), b[:, c].numpy()).pvalue > 1e-3
+
+
+def test_draw_is_one_draw_of_the_generator():
+    aug = BatchAugmentation()
+    g = torch.Generator().manual_seed(11)
+    params = aug.draw(40, 32, 32, g)
+    u = torch.rand(40, 10, generator=torch.Generator().manual_seed(11))
+    assert torch.equal(params, aug.parameters(u, 32, 32))
+    assert params.shape == (40, aug.width) == (40, 24)
+    assert torch.equal(aug.draw(40, 32, 32, torch.Generator().manual_seed(11))[:10], params[:10])
+
+
 def test_augmentation_deterministic_with_generator():
     x = _batch()
     aug = BatchAugmentation()
@@ -36,8 +207,8 @@ def test_augmentation_deterministic_with_generator():
     assert a.dtype == torch.float32
     assert torch.equal(a, b)
     assert not torch.equal(a, c)
-    assert a.min() >= 0
-    assert a.max() <= 1
+    denorm = denormalize(a.clone())
+    assert torch.allclose(denorm, denormalize(a.clone()).clamp(0, 1))  # within the normalised images of [0, 1]
 
 
 def test_augmentation_is_per_sample():
@@ -46,48 +217,28 @@ def test_augmentation_is_per_sample():
     assert len({tuple(o.flatten()[:50].tolist()) for o in out}) > 8
 
 
-def test_dihedral_is_a_permutation_of_pixels():
-    x = _batch(8).float()
-    y = random_dihedral(x, generator=torch.Generator().manual_seed(0))
-    assert torch.equal(torch.sort(x.flatten(1))[0], torch.sort(y.flatten(1))[0])
-    assert not torch.equal(x, y)
-
-
-def test_full_crop_is_identity_like():
-    x = _batch(4).float() / 255
-    y = random_resized_crop(x, scale=(1.0, 1.0), ratio=(1.0, 1.0), generator=torch.Generator().manual_seed(0))
-    assert torch.allclose(x[:, :, 2:-2, 2:-2], y[:, :, 2:-2, 2:-2], atol=1e-5)
-
-
 def test_crop_handles_non_square():
     y = BatchAugmentation()(_batch(3, 24, 40), generator=torch.Generator().manual_seed(0))
     assert y.shape == (3, 3, 24, 40)
 
 
-def test_color_jitter_zero_is_identity():
-    x = _batch().float() / 255
-    assert torch.allclose(color_jitter(x.clone(), 0, 0, 0), x, atol=1e-6)
+def test_float_input_in_unit_range():
+    x = _batch()
+    params = BatchAugmentation().draw(6, 32, 32, torch.Generator().manual_seed(0))
+    aug = BatchAugmentation()
+    assert (aug(x.float() / 255, params) - aug(x, params)).abs().max() < 1e-4
 
 
-def test_color_jitter_equals_the_three_steps_one_after_another():
-    x = _batch().float() / 255
-    b, c, s = 0.3, 0.4, 0.5
-    out = color_jitter(x, b, c, s, generator=torch.Generator().manual_seed(7))
-    g = torch.Generator().manual_seed(7)
-    fb, fc, fs = ((torch.rand(6, generator=g) * 2 * v + 1 - v).view(-1, 1, 1, 1) for v in (b, c, s))
-    w = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
-    y = x * fb  # brightness
-    mean = (y * w).sum(1, keepdim=True).mean((2, 3), keepdim=True)
-    y = (y - mean) * fc + mean  # contrast around the mean grey level
-    gray = (y * w).sum(1, keepdim=True)
-    y = ((y - gray) * fs + gray).clamp(0, 1)  # saturation around each pixel's grey value
-    assert torch.allclose(out, y, atol=1e-6)
-
-
-def test_dihedral_output_is_contiguous():
-    y = random_dihedral(_batch(8).float(), generator=torch.Generator().manual_seed(0))
-    assert y.is_contiguous()
+def test_steps_own_their_blocks():
+    crop = CropDihedral()
+    colour = ColourNormalise()
+    assert (crop.uniforms, crop.width, colour.uniforms, colour.width) == (7, 6, 3, 18)
+    u = torch.rand(5, 7)
+    assert crop.parameters(u, 32, 32).shape == (5, 6)
+    assert np.isfinite(colour.parameters(torch.rand(5, 3), 32, 32).numpy()).all()
 
 
 def test_empty_batch():
-    assert BatchAugmentation()(torch.zeros((0, 3, 8, 8), dtype=torch.uint8)).shape == (0, 3, 8, 8)
+    out = BatchAugmentation()(torch.zeros((0, 3, 8, 8), dtype=torch.uint8))
+    assert out.shape == (0, 3, 8, 8)
+    assert out.dtype == torch.float32

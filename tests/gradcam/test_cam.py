@@ -96,6 +96,23 @@ def test_autocast_is_disabled(tiny_net, images):
     assert probs.dtype == torch.float32
 
 
+def test_cudnn_autotuning_is_off_inside_and_restored(tiny_net, images, monkeypatch):
+    seen = []
+    forward = type(tiny_net).forward
+
+    def recording(self, x):
+        seen.append(torch.backends.cudnn.benchmark)
+        return forward(self, x)
+
+    monkeypatch.setattr(type(tiny_net), "forward", recording)
+    for flag in (True, False):
+        monkeypatch.setattr(torch.backends.cudnn, "benchmark", flag)
+        compute_cams(tiny_net, images, batch_size=2)
+        assert torch.backends.cudnn.benchmark is flag
+    assert seen
+    assert not any(seen)
+
+
 def test_bfloat16_model(tiny_net, images):
     expected, _ = compute_cams(tiny_net, images)
     cams, probs = compute_cams(tiny_net.to(torch.bfloat16), images)

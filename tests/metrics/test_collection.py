@@ -19,6 +19,8 @@ from sklearn.metrics import (
 
 from breakhis_lit.metrics import ClassificationMetrics
 
+from host_reads import HostReads
+
 BINARY = ["benign", "malignant"]
 SUBTYPES = ["A", "F", "PT", "TA", "DC", "LC", "MC", "PC"]
 imblearn_iba = make_index_balanced_accuracy(alpha=0.1, squared=True)(geometric_mean_score)
@@ -160,7 +162,6 @@ def test_merged_halves_equal_one_pass(class_names: list[str]) -> None:
     update_in_batches(full, probs, target)
     for name, metric in rank0.metrics.items(keep_base=True, copy_state=False):
         metric.merge_state(rank1.metrics[name])
-    rank0.confmat.merge_state(rank1.confmat)
     expected = {key: value.item() for key, value in full.compute().items()}
     assert {key: value.item() for key, value in rank0.compute().items()} == pytest.approx(expected, abs=1e-6)
     assert torch.equal(rank0.confusion_matrix(), full.confusion_matrix())
@@ -249,10 +250,39 @@ def test_invalid_class_names() -> None:
 
 def test_compute_groups_share_counts() -> None:
     binary = ClassificationMetrics(BINARY)
-    assert sorted(map(len, binary.metrics.compute_groups.values())) == [1, 9]
+    assert sorted(map(len, binary.metrics.compute_groups.values())) == [1, 10]  # the confusion matrix included
     subtype = ClassificationMetrics(SUBTYPES)
-    assert sorted(map(len, subtype.metrics.compute_groups.values())) == [1, 1, 8]
+    assert sorted(map(len, subtype.metrics.compute_groups.values())) == [1, 1, 1, 8]
     probs, target = random_batch(2, seed=0)
     binary.update(probs, target)
     members = dict(binary.metrics.items(keep_base=True, copy_state=False))
     assert members["gmean"].tp is members["accuracy"].tp  # one set of counts for the whole group
+    assert members["confusion_matrix"].tp is members["accuracy"].tp
+
+
+def test_per_class_counts_are_updated_without_bincount() -> None:
+    # A group is updated through its first member only: for the per-class counts, this package's (scatter_add_).
+    subtype = ClassificationMetrics(SUBTYPES).metrics
+    leaders = {type(subtype[group[0]]).__name__ for group in subtype.compute_groups.values()}
+    assert leaders == {"MulticlassAccuracy", "MulticlassBalancedAccuracy", "MulticlassExactAUROC",
+                       "MulticlassConfusionCounts"}  # fmt: skip
+    for names in (BINARY, SUBTYPES):
+        metrics = ClassificationMetrics(names)
+        probs, target = random_batch(len(names), seed=0)
+        with HostReads() as mode:
+            metrics.update(probs, target)  # the first update after a reset also checks the values
+            metrics.update(probs, target)
+        assert mode.seen == [], mode.seen  # the value check's .tolist() is a host read only on a GPU
+        assert mode.cpu_only  # torchmetrics' logits check: a host read on a CPU only
+
+
+@pytest.mark.parametrize("class_names", [BINARY, SUBTYPES], ids=["binary", "subtype"])
+def test_ties_and_empty_classes_match_sklearn(class_names: list[str]) -> None:
+    c = len(class_names)
+    g = torch.Generator().manual_seed(5)
+    target = torch.randint(0, c // 2 + 1, (120,), generator=g)  # the upper classes never occur ...
+    probs = torch.full((120, c), 1 / c)  # ... every row a tie at first (binary: 0.5, not above the threshold)
+    probs[60:] = torch.softmax(torch.randn(60, c, generator=g).round(), 1)  # rounded logits: more ties
+    metrics = ClassificationMetrics(class_names)
+    update_in_batches(metrics, probs, target)
+    check(metrics, probs, target)
