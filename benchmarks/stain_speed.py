@@ -94,11 +94,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     aug = timed(
         {
-            "batch_augmentation": lambda: base_aug(batch, generator),
+            "batch_augmentation": lambda: base_aug(batch, generator=generator),
             "hed_jitter_module": lambda: jitter(batch, generator),
             "hed_jitter_apply": lambda: hed_jitter.apply(floats, params),
             "batch_augmentation_then_hed_apply": lambda: hed_jitter.apply(
-                base_aug(batch, generator), jitter.draw(args.batch, generator)
+                base_aug(batch, generator=generator), jitter.draw(args.batch, generator)
             ),
         },
         args.repeat,

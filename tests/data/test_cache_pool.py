@@ -21,4 +21,6 @@ def test_fork_unless_cuda_is_initialised(tmp_path, monkeypatch):
     Image.fromarray(np.full((8, 12, 3), 7, np.uint8)).save(path)
     with ctx.Pool(1) as pool:  # the workers import only the cache module, from the server
         (chunk,) = pool.map(cache._decode_chunk, [[(str(path), 4)]])
-    assert chunk[0].shape == (3, 4, 4)
+    image, digest = chunk[0]
+    assert image.shape == (3, 4, 4)
+    assert digest == cache.content_digest(path.read_bytes())  # taken while reading the file
