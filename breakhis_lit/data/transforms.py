@@ -8,11 +8,13 @@ with a few device ops and no host work:
 
 1. :class:`CropDihedral`: random resized crop, flips and 90-degree turns as one affine resampling
    (``grid_sample``; the flips and turns are folded into the crop's affine map);
-2. :class:`ColourNormalise`: brightness, contrast and saturation jitter, the clamp to [0, 1] and the ImageNet
+2. :class:`HEDStain`: HED stain jitter (Tellez et al. 2018, :mod:`breakhis_lit.stain.hed_jitter`) as one affine
+   map of the log-RGB per sample (``log``, ``baddbmm``, ``exp``), its matrices made on the CPU with the draw;
+3. :class:`ColourNormalise`: brightness, contrast and saturation jitter, the clamp to [0, 1] and the ImageNet
    normalisation as one affine colour map per sample (``baddbmm``).
 
-Each step draws its own block of uniforms and owns its block of parameter columns, so one more step (a stain
-jitter, say) is one more block and one more device op. Between steps images are float32 on the 0-255 scale.
+Each step draws its own block of uniforms and owns its block of parameter columns, so one more step is one more
+block and one more device op. Between steps images are float32 on the 0-255 scale.
 Written here because torchvision's transforms draw one set of parameters per call (the same for a whole batch);
 a training step's augmentation is about 14 dispatched ops, against about 70 when each transform was applied in
 turn (``benchmarks/RESULTS.md``).
@@ -29,6 +31,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from breakhis_lit.data.device import to_device
+from breakhis_lit.stain import hed_jitter
+from breakhis_lit.stain.hed import RGB_FLOOR
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -137,6 +141,49 @@ class CropDihedral:
         return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
+class HEDStain:
+    """HED stain jitter: per sample and stain, concentrations ``c -> alpha * c + beta`` in scikit-image's HED space.
+
+    ``alpha ~ U(1 - scale, 1 + scale)`` and ``beta ~ U(-bias, bias)`` for haematoxylin, eosin and DAB, as
+    :func:`breakhis_lit.stain.hed_jitter.draw` draws them; the images are those of
+    :func:`breakhis_lit.stain.hed_jitter.apply` on ``x / 255``, times 255. Conversion, jitter and conversion back
+    are affine in the log of the image, so the parameters of a sample are that map (:func:`~breakhis_lit.stain.
+    hed_jitter.log_affine`, with the 0-255 scale folded into its offset), made on the CPU when they are drawn:
+    on the device a batch costs one ``log``, one ``baddbmm``, one ``exp`` and the clamp to 255.
+
+    Args:
+        scale: Half-width of the range of the concentration factors around 1.
+        bias: Half-width of the range of the concentration shifts around 0 (OD units of
+            :func:`~breakhis_lit.stain.hed.rgb_to_hed`; see :mod:`breakhis_lit.stain.hed_jitter` for why 0.02).
+    """
+
+    uniforms = 6
+    width = 12
+
+    def __init__(self, scale: float = hed_jitter.DEFAULT_SCALE, bias: float = hed_jitter.DEFAULT_BIAS) -> None:
+        hed_jitter.check_strength(scale, bias)
+        self.scale = scale
+        self.bias = bias
+
+    def parameters(self, u: Tensor, height: int, width: int) -> Tensor:
+        """The log-RGB maps ``[N, 12]``: ``M`` (3 x 3, row-major, acting on column vectors) then the offset."""
+        v = u.double().mul(2).sub(1).view(-1, 2, 3)  # [:, 0] factors, [:, 1] shifts, as hed_jitter.draw
+        params = v * torch.tensor([self.scale, self.bias], dtype=v.dtype).view(1, 2, 1)
+        params[:, 0] += 1
+        mix, offset = hed_jitter.log_affine(params)
+        m = mix.transpose(1, 2)
+        # On the 0-255 scale: log(x / 255) = log x - ln 255, and x' / 255 = exp(...).
+        offset = offset + math.log(255.0) * (1 - m.sum(-1))
+        return torch.cat([m.flatten(1), offset], dim=1).float()
+
+    def apply(self, x: Tensor, params: Tensor) -> Tensor:
+        """Jitter every pixel's stains through its sample's log-RGB map (0-255 in, 0-255 out)."""
+        b, c, h, w = x.shape
+        m, offset = params[:, :9].view(b, 3, 3), params[:, 9:].view(b, 3, 1)
+        log_x = x.clamp_min(255.0 * RGB_FLOOR).log_().reshape(b, c, h * w)
+        return torch.baddbmm(offset, m, log_x).exp_().clamp_(max=255.0).view(b, c, h, w)
+
+
 class ColourNormalise:
     """Brightness, contrast and saturation jitter, clamped to [0, 1], then ImageNet-normalised: one affine map.
 
@@ -203,7 +250,7 @@ def _bounds(device: torch.device) -> tuple[Tensor, Tensor]:
 
 
 class BatchAugmentation(torch.nn.Module):
-    """Training augmentation for a uint8 batch: random resized crop, flips/turns, colour jitter, normalisation.
+    """Training augmentation for a uint8 batch: crop, flips/turns, HED stain jitter, colour jitter, normalisation.
 
     Args:
         crop_scale: Area fraction range of the random resized crop (``(1, 1)`` disables it).
@@ -212,6 +259,9 @@ class BatchAugmentation(torch.nn.Module):
         brightness: Brightness jitter (multiplicative, +-).
         contrast: Contrast jitter.
         saturation: Saturation jitter.
+        hed_scale: HED jitter of the stain concentrations' factors (+-, :class:`HEDStain`).
+        hed_bias: HED jitter of the stain concentrations' shifts (+-, in OD units). With ``hed_scale`` 0 too the
+            step is left out (no uniforms, no device op).
     """
 
     def __init__(
@@ -222,11 +272,15 @@ class BatchAugmentation(torch.nn.Module):
         brightness: float = 0.1,
         contrast: float = 0.1,
         saturation: float = 0.1,
+        hed_scale: float = hed_jitter.DEFAULT_SCALE,
+        hed_bias: float = hed_jitter.DEFAULT_BIAS,
     ) -> None:
         super().__init__()
         self.steps: list[AugmentationStep] = []
         if tuple(crop_scale) != (1.0, 1.0) or flips:
             self.steps.append(CropDihedral(crop_scale, crop_ratio, flips))
+        if hed_scale or hed_bias:
+            self.steps.append(HEDStain(hed_scale, hed_bias))
         self.steps.append(ColourNormalise(brightness, contrast, saturation))  # last: it also normalises
 
     @property

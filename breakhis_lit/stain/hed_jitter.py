@@ -82,15 +82,31 @@ def apply(x: Tensor, params: Tensor) -> Tensor:
         raise ValueError(f"images {tuple(x.shape)} and params {tuple(params.shape)}: expected [B, 3, H, W], [B, 2, 3]")
     if x.dtype not in (torch.float32, torch.float64):
         x = x.float()
-    p = to_device(params, x.device).to(x.dtype)
-    alpha, beta = p[:, 0], p[:, 1]
-    rgb_from_hed = stain_matrix(False, x.device, x.dtype)
-    hed_from_rgb = stain_matrix(True, x.device, x.dtype)
-    # log x' = log x @ (hed_from_rgb diag(alpha) rgb_from_hed) - ln(1e6) * beta @ rgb_from_hed, per sample.
-    mix = (hed_from_rgb * alpha[:, None, :]) @ rgb_from_hed
-    offset = (beta @ rgb_from_hed).mul_(-LOG_ADJUST).unsqueeze(-1)
+    mix, offset = log_affine(to_device(params, x.device).to(x.dtype))
     log_x = x.clamp_min(RGB_FLOOR).log_().reshape(b, c, h * w)
-    return torch.baddbmm(offset, mix.transpose(1, 2), log_x).exp_().clamp_(0, 1).view(b, c, h, w)
+    return torch.baddbmm(offset.unsqueeze(-1), mix.transpose(1, 2), log_x).exp_().clamp_(0, 1).view(b, c, h, w)
+
+
+def log_affine(params: Tensor) -> tuple[Tensor, Tensor]:
+    """The jitter as an affine map of the natural-log RGB: ``log x' = log x @ mix + offset`` per sample.
+
+    ``mix = hed_from_rgb diag(alpha) rgb_from_hed`` and ``offset = -ln(1e6) * beta @ rgb_from_hed``, pixels as row
+    vectors (identity and zero, to float rounding, for ``alpha = 1`` and ``beta = 0``). :func:`apply` and the
+    training augmentation's HED step (:class:`breakhis_lit.data.transforms.HEDStain`, which makes them on the CPU
+    when it draws an epoch's parameters) both use it.
+
+    Args:
+        params: ``[B, 2, 3]`` from :func:`draw`, on any device, in the dtype wanted.
+
+    Returns:
+        ``mix`` ``[B, 3, 3]`` and ``offset`` ``[B, 3]`` on ``params``' device and in its dtype.
+    """
+    alpha, beta = params[:, 0], params[:, 1]
+    rgb_from_hed = stain_matrix(False, params.device, params.dtype)
+    hed_from_rgb = stain_matrix(True, params.device, params.dtype)
+    mix = (hed_from_rgb * alpha[:, None, :]) @ rgb_from_hed
+    offset = (beta @ rgb_from_hed).mul_(-LOG_ADJUST)
+    return mix, offset
 
 
 class HEDJitter(torch.nn.Module):

@@ -1,9 +1,10 @@
 """Batched transforms: normalisation, and the augmentation against a step-by-step reference of the same maths.
 
-The reference applies the crop (``roi_align``), the flips and the transpose (``flip``/``transpose``), the three
-colour jitters one after another, the clamp and the normalisation separately, as the package did before the
-steps were fused. On the same uniforms both give the same images (up to float rounding); drawn independently,
-their parameters and outputs have the same distributions.
+The reference applies the crop (``roi_align``), the flips and the transpose (``flip``/``transpose``), the HED
+jitter (RGB to HED, scale and shift, HED to RGB with :mod:`breakhis_lit.stain.hed`), the three colour jitters one
+after another, the clamp and the normalisation separately, as the package did before the steps were fused. On
+the same uniforms both give the same images (up to float rounding); drawn independently, their parameters and
+outputs have the same distributions.
 """
 
 import math
@@ -20,9 +21,13 @@ from breakhis_lit.data.transforms import (
     BatchAugmentation,
     ColourNormalise,
     CropDihedral,
+    HEDStain,
     denormalize,
     normalize,
 )
+from breakhis_lit.errors import BreakHisError
+from breakhis_lit.stain import hed_jitter
+from breakhis_lit.stain.hed import LOG_ADJUST, hed_to_rgb, rgb_to_hed, stain_matrix
 
 GRAY = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
 
@@ -38,8 +43,15 @@ def _smooth_batch(b=6, h=32, w=32, seed=0):
     return torch.nn.functional.interpolate(coarse, size=(h, w), mode="bilinear").round().to(torch.uint8)
 
 
-def reference(images, u, scale=(0.5, 1.0), ratio=(3 / 4, 4 / 3), f=(0.1, 0.1, 0.1), crop=True, flips=True):
-    """The augmentation step by step from uniforms ``u`` ``[B, 10]`` (crop 4, flips 3, jitter 3)."""
+NO_HED = {"hed_scale": 0.0, "hed_bias": 0.0}
+HED = (hed_jitter.DEFAULT_SCALE, hed_jitter.DEFAULT_BIAS)
+
+
+def reference(images, u, scale=(0.5, 1.0), ratio=(3 / 4, 4 / 3), f=(0.1, 0.1, 0.1), crop=True, flips=True, hed=HED):
+    """The augmentation step by step from uniforms ``u`` ``[B, 16]`` (crop 4, flips 3, HED 6, jitter 3).
+
+    With ``hed=None`` there is no HED step and the jitter takes columns 7-9 (``u`` ``[B, 10]`` is enough).
+    """
     x = images.float() / 255
     b, _, h, w = x.shape
     if crop:
@@ -56,7 +68,12 @@ def reference(images, u, scale=(0.5, 1.0), ratio=(3 / 4, 4 / 3), f=(0.1, 0.1, 0.
         x = torch.where(vflip, x.flip(-2), x)
         if h == w:
             x = torch.where(turn, x.transpose(-1, -2), x)
-    fb, fc, fs = ((u[:, 7 + i] * 2 * v + 1 - v).view(-1, 1, 1, 1) for i, v in enumerate(f))
+    if hed is not None:  # concentrations scaled by U(1 +- scale) and shifted by U(+-bias), per sample and stain
+        alpha = (u[:, 7:10] * 2 - 1) * hed[0] + 1
+        beta = (u[:, 10:13] * 2 - 1) * hed[1]
+        x = hed_to_rgb(rgb_to_hed(x, clip=False) * alpha.view(-1, 3, 1, 1) + beta.view(-1, 3, 1, 1))
+    first = 7 if hed is None else 13
+    fb, fc, fs = ((u[:, first + i] * 2 * v + 1 - v).view(-1, 1, 1, 1) for i, v in enumerate(f))
     y = x * fb  # brightness
     mean = (y * GRAY).sum(1, keepdim=True).mean((2, 3), keepdim=True)
     y = (y - mean) * fc + mean  # contrast around the mean grey level
@@ -65,8 +82,8 @@ def reference(images, u, scale=(0.5, 1.0), ratio=(3 / 4, 4 / 3), f=(0.1, 0.1, 0.
     return normalize(y)
 
 
-def _uniforms(n, seed):
-    return torch.rand(n, 10, generator=torch.Generator().manual_seed(seed))
+def _uniforms(n, seed, k=16):
+    return torch.rand(n, k, generator=torch.Generator().manual_seed(seed))
 
 
 def test_normalize_values_and_inverse():
@@ -90,28 +107,84 @@ def test_same_images_as_the_step_by_step_reference(shape, seed):
     assert (out - expected).abs().max() < 2e-4  # the same sampling points, rounded differently
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_same_images_as_the_reference_with_strong_hed_jitter(seed):
+    images, u = _smooth_batch(16, seed=seed), _uniforms(16, seed)
+    aug = BatchAugmentation(hed_scale=0.3, hed_bias=0.1)
+    expected = reference(images, u, hed=(0.3, 0.1))
+    assert (aug(images, aug.parameters(u, 32, 32)) - expected).abs().max() < 2e-4
+    assert (expected - reference(images, u, hed=None)).abs().max() > 0.5  # the jitter shows
+
+
+def test_same_images_as_the_reference_without_hed_jitter():
+    images, u = _smooth_batch(16, seed=4), _uniforms(16, 4, k=10)
+    aug = BatchAugmentation(brightness=0.3, contrast=0.4, saturation=0.5, **NO_HED)
+    assert not any(isinstance(step, HEDStain) for step in aug.steps)
+    assert aug.width == 24
+    expected = reference(images, u, f=(0.3, 0.4, 0.5), hed=None)
+    assert (aug(images, aug.parameters(u, 32, 32)) - expected).abs().max() < 2e-4
+
+
+def test_hed_step_is_the_stain_librarys_apply_on_the_0_255_scale():
+    x = _smooth_batch(8, seed=3).float()
+    u = _uniforms(8, 3, k=6)
+    step = HEDStain(scale=0.2, bias=0.05)
+    params = ((u * 2 - 1).view(-1, 2, 3) * torch.tensor([0.2, 0.05]).view(1, 2, 1)).add(
+        torch.tensor([1.0, 0.0]).view(1, 2, 1)
+    )
+    expected = hed_jitter.apply(x / 255, params) * 255
+    assert (step.apply(x, step.parameters(u, 32, 32)) - expected).abs().max() < 1e-3  # of 255
+
+
+def test_hed_step_at_zero_strength_is_the_identity():
+    x = _smooth_batch(8, seed=5).float().clamp_min(1)  # above the 1e-6 floor of the logarithm
+    step = HEDStain(scale=0.0, bias=0.0)
+    params = step.parameters(torch.rand(8, 6), 32, 32)
+    torch.testing.assert_close(params[:, :9], torch.eye(3).flatten().expand(8, 9), rtol=0, atol=1e-6)
+    assert params[:, 9:].abs().max() < 1e-5
+    assert (step.apply(x, params) - x).abs().max() < 1e-3  # float rounding of exp(log x), of 255
+    images, u = _batch(8), _uniforms(8, 6, k=10)
+    plain = BatchAugmentation(**NO_HED)
+    zero = BatchAugmentation(hed_scale=0, hed_bias=0)
+    assert torch.equal(plain(images, plain.parameters(u, 32, 32)), zero(images, zero.parameters(u, 32, 32)))
+
+
+def test_hed_strength_is_checked():
+    with pytest.raises(BreakHisError, match="scale"):
+        BatchAugmentation(hed_scale=1.5)
+    with pytest.raises(BreakHisError, match="bias"):
+        BatchAugmentation(hed_bias=-0.1)
+
+
 def test_flips_and_turns_alone_permute_pixels_exactly_enough():
     images, u = _batch(16), _uniforms(16, 5)
-    aug = BatchAugmentation(crop_scale=(1.0, 1.0), brightness=0, contrast=0, saturation=0)
-    out = aug(images, aug.parameters(u, 32, 32))
-    expected = reference(images, u, f=(0, 0, 0), crop=False)
+    aug = BatchAugmentation(crop_scale=(1.0, 1.0), brightness=0, contrast=0, saturation=0, **NO_HED)
+    out = aug(images, aug.parameters(u[:, :10], 32, 32))
+    expected = reference(images, u, f=(0, 0, 0), crop=False, hed=None)
     assert (out - expected).abs().max() < 1e-4
 
 
 def test_colour_and_normalisation_alone_equal_the_three_jitters_then_normalize():
     images, u = _batch(8), _uniforms(8, 7)
-    aug = BatchAugmentation(crop_scale=(1.0, 1.0), flips=False, brightness=0.3, contrast=0.4, saturation=0.5)
+    aug = BatchAugmentation(crop_scale=(1.0, 1.0), flips=False, brightness=0.3, contrast=0.4, saturation=0.5, **NO_HED)
     assert [type(step) for step in aug.steps] == [ColourNormalise]
-    out = aug(images, aug.parameters(u[:, 7:], 32, 32))
-    expected = reference(images, u, f=(0.3, 0.4, 0.5), crop=False, flips=False)
+    out = aug(images, aug.parameters(u[:, 7:10], 32, 32))
+    expected = reference(images, u, f=(0.3, 0.4, 0.5), crop=False, flips=False, hed=None)
     assert (out - expected).abs().max() < 2e-5
-    plain = BatchAugmentation(crop_scale=(1.0, 1.0), flips=False, brightness=0, contrast=0, saturation=0)
+    plain = BatchAugmentation(crop_scale=(1.0, 1.0), flips=False, brightness=0, contrast=0, saturation=0, **NO_HED)
     assert (plain(images, plain.draw(8, 32, 32)) - normalize(images)).abs().max() < 2e-5
 
 
 def _decoded(params, h, w):
-    """Crop area fraction, aspect, flips, turn and jitter factors back from the parameter rows."""
-    theta, colour = params[:, :6].view(-1, 2, 3), params[:, 6:]
+    """Crop area fraction, aspect, flips, turn, HED factors and shifts and jitter factors back from the rows."""
+    theta, hed, colour = params[:, :6].view(-1, 2, 3), params[:, 6:18].double(), params[:, 18:]
+    # M = (hed_from_rgb diag(alpha) rgb_from_hed)^T; offset = -ln(1e6) beta rgb_from_hed + ln(255) (1 - M 1).
+    rgb_from_hed = stain_matrix(False, torch.device("cpu"), torch.float64)
+    hed_from_rgb = stain_matrix(True, torch.device("cpu"), torch.float64)
+    m = hed[:, :9].view(-1, 3, 3)
+    alpha = torch.diagonal(rgb_from_hed @ m.transpose(1, 2) @ hed_from_rgb, dim1=1, dim2=2)
+    shift = hed[:, 9:] - math.log(255.0) * (1 - m.sum(-1))
+    beta = (shift / -LOG_ADJUST) @ hed_from_rgb
     turn = theta[:, 0, 0] == 0
     sx = torch.where(turn, theta[:, 0, 1], theta[:, 0, 0])
     sy = torch.where(turn, theta[:, 1, 0], theta[:, 1, 1])
@@ -131,6 +204,8 @@ def _decoded(params, h, w):
         "fb": fb,
         "fc": (a + b) / fb,
         "fs": a / (a + b),
+        **{f"alpha_{s}": alpha[:, i].float() for i, s in enumerate("HED")},
+        **{f"beta_{s}": beta[:, i].float() for i, s in enumerate("HED")},
     }
 
 
@@ -144,6 +219,8 @@ def _reference_draws(n, h, w, seed):
     x0 = torch.rand(n, generator=g) * (w - cw)
     torch.rand(n, generator=g)  # y0
     flips = [(torch.rand(n, generator=g) < 0.5).float() for _ in range(3)]
+    alpha = [torch.rand(n, generator=g) * 0.1 + 0.95 for _ in range(3)]  # U(1 +- 0.05)
+    beta = [torch.rand(n, generator=g) * 0.04 - 0.02 for _ in range(3)]  # U(+-0.02)
     jitter = [torch.rand(n, generator=g) * 0.2 + 0.9 for _ in range(3)]
     return {
         "area": cw * ch / (w * h),
@@ -155,6 +232,8 @@ def _reference_draws(n, h, w, seed):
         "fb": jitter[0],
         "fc": jitter[1],
         "fs": jitter[2],
+        **{f"alpha_{s}": alpha[i] for i, s in enumerate("HED")},
+        **{f"beta_{s}": beta[i] for i, s in enumerate("HED")},
     }
 
 
@@ -163,7 +242,8 @@ def test_parameters_have_the_reference_distribution(shape):
     n = 20000
     ours = _decoded(BatchAugmentation().draw(n, *shape, torch.Generator().manual_seed(1)), *shape)
     ref = _reference_draws(n, *shape, seed=2)
-    for key in ("area", "aspect", "cx", "fb", "fc", "fs"):
+    hed_keys = [f"{p}_{s}" for p in ("alpha", "beta") for s in "HED"]
+    for key in ("area", "aspect", "cx", "fb", "fc", "fs", *hed_keys):
         assert stats.ks_2samp(ours[key].numpy(), ref[key].numpy()).pvalue > 1e-3, key
     for key in ("hflip", "vflip", "turn"):
         assert abs(ours[key].mean().item() - ref[key].mean().item()) < 6 * math.sqrt(0.25 / n), key
@@ -173,6 +253,14 @@ def test_parameters_have_the_reference_distribution(shape):
         assert ours[key].var().item() == pytest.approx(0.04 / 12, rel=0.05)
         assert ours[key].min() >= 0.9 - 1e-5
         assert ours[key].max() <= 1.1 + 1e-5
+    for key, (low, high) in {
+        **{f"alpha_{s}": (0.95, 1.05) for s in "HED"},
+        **{f"beta_{s}": (-0.02, 0.02) for s in "HED"},
+    }.items():
+        assert ours[key].min() >= low - 1e-4, key
+        assert ours[key].max() <= high + 1e-4, key
+        assert ours[key].min() < low + 0.001, key  # fills its range
+        assert ours[key].max() > high - 0.001, key
 
 
 def test_outputs_have_the_reference_distribution():
@@ -191,9 +279,9 @@ def test_draw_is_one_draw_of_the_generator():
     aug = BatchAugmentation()
     g = torch.Generator().manual_seed(11)
     params = aug.draw(40, 32, 32, g)
-    u = torch.rand(40, 10, generator=torch.Generator().manual_seed(11))
+    u = torch.rand(40, 16, generator=torch.Generator().manual_seed(11))
     assert torch.equal(params, aug.parameters(u, 32, 32))
-    assert params.shape == (40, aug.width) == (40, 24)
+    assert params.shape == (40, aug.width) == (40, 36)
     assert torch.equal(aug.draw(40, 32, 32, torch.Generator().manual_seed(11))[:10], params[:10])
 
 
@@ -232,7 +320,10 @@ def test_float_input_in_unit_range():
 def test_steps_own_their_blocks():
     crop = CropDihedral()
     colour = ColourNormalise()
+    hed = HEDStain()
     assert (crop.uniforms, crop.width, colour.uniforms, colour.width) == (7, 6, 3, 18)
+    assert (hed.uniforms, hed.width) == (6, 12)
+    assert [type(step) for step in BatchAugmentation().steps] == [CropDihedral, HEDStain, ColourNormalise]
     u = torch.rand(5, 7)
     assert crop.parameters(u, 32, 32).shape == (5, 6)
     assert np.isfinite(colour.parameters(torch.rand(5, 3), 32, 32).numpy()).all()
