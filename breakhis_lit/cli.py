@@ -33,6 +33,7 @@ from breakhis_lit.callbacks import (
     RunRecorder,
     Throughput,
 )
+from breakhis_lit.callbacks.stain_target import StainTargetRecorder
 from breakhis_lit.checkpoints import AtomicCheckpointIO, check_checkpoint_matches, find_run_checkpoint
 from breakhis_lit.data import BreakHisDataModule
 from breakhis_lit.errors import BreakHisError
@@ -42,6 +43,7 @@ from breakhis_lit.rundir import (
     DEFAULT_EVAL,
     LAST,
     RUN_RECORD,
+    STAIN_TARGET,
     DataSpec,
     Difference,
     RunDir,
@@ -121,6 +123,7 @@ _RESUME_FREE = {
     "data.predict_root",
     "data.split_file",
     "data.trained_on",
+    "data.stain_target",  # the run's own stain_target.json, bound like split_file
 }
 """Options under those prefixes that only change speed or where files are, not what is trained."""
 
@@ -248,7 +251,9 @@ class BreakHisCLI(LightningCLI):
         if verb == "fit":
             self._check_resume(cfg, run)
             cfg.data.split_file = str(run.splits)
+            cfg.data.stain_target = str(run.path / STAIN_TARGET)
             return RunPlan(verb, run, resume=True)
+        _bind_stain_target(cfg, run)
         record = run.record()
         spec = DataSpec.from_options(cfg.data)
         eval_name = cfg.get("eval_name")
@@ -369,6 +374,16 @@ def _resolve_checkpoint(experiment_dir: Path, ckpt: str | None, default: str, ve
     return path, run
 
 
+def _bind_stain_target(cfg: Any, run: RunDir) -> None:
+    """Score a fitted run on images normalised to its own saved stain target, never to one fitted again."""
+    saved, given = str(run.path / STAIN_TARGET), cfg.data.get("stain_target")
+    if given not in (None, saved):
+        raise BreakHisError(
+            f"--data.stain_target {given}: a fitted run is scored with its own stain target ({saved}); drop the option"
+        )
+    cfg.data.stain_target = saved
+
+
 def _logger(plan: RunPlan) -> TensorBoardLogger | bool:
     if plan.run is None:
         return TensorBoardLogger(save_dir=os.devnull, name="", default_hp_metric=False)
@@ -385,7 +400,11 @@ def _logger(plan: RunPlan) -> TensorBoardLogger | bool:
 
 def _default_callbacks(plan: RunPlan) -> list[Any]:
     if plan.verb == "fit":
-        recorder = [RunRecorder(plan.run, resume=plan.resume)] if plan.run is not None else []
+        recorder = (
+            [RunRecorder(plan.run, resume=plan.resume), StainTargetRecorder(plan.run, resume=plan.resume)]
+            if plan.run is not None
+            else []
+        )
         return [*recorder, RunHistory(), Throughput(), LearningRateMonitor("epoch")]
     if plan.verb == "test":
         return [EvaluationReport(plan.eval_name or DEFAULT_EVAL, plan.differs)]

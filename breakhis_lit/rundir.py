@@ -10,6 +10,7 @@ this module, so the layout below is the whole contract::
         splits.csv                          the split (every image, its group, side and file size)
         history.csv                         one row per epoch
         fit.json                            FitRecord: what happened (fit time, best epoch)
+        stain_target.json                   the stain normalisation target, fitted on the training split
         checkpoints/best.ckpt, last.ckpt
         events.out.tfevents.*               TensorBoard (the fit)
         test/                               the evaluation on the run's own test split
@@ -17,6 +18,7 @@ this module, so the layout below is the whole contract::
             metrics.json                    EvalRecord: metrics, what was scored, which checkpoint
             predictions.csv                 one row per test image
             gradcam/manifest.csv, *.png     Grad-CAM overlays and what each shows
+            stain_shift.json, .csv          scores under HED stain shifts of increasing strength
             events.out.tfevents.*           TensorBoard (the test)
         evals/<name>/                       a cross-evaluation (``--eval_name``): the files of test/
         validate/, predict/                 config and outputs of those verbs
@@ -51,6 +53,10 @@ HISTORY = "history.csv"
 """Per-epoch metrics of the fit."""
 FIT_RECORD = "fit.json"
 """What happened in fit: a :class:`FitRecord`."""
+STAIN_TARGET = "stain_target.json"
+"""The stain normalisation target of the run (:mod:`breakhis_lit.stain.target_file`), fitted on its training split."""
+STAIN_SHIFT = "stain_shift"
+"""File stem of an evaluation's stain-shift robustness scores (``.json`` record, ``.csv`` table)."""
 CHECKPOINTS = "checkpoints"
 """Folder of the checkpoints."""
 BEST = "best"
@@ -85,6 +91,11 @@ FILES: tuple[tuple[str, str], ...] = (
     (HISTORY, "one row per epoch: every train/val metric and the elapsed time"),
     (FIT_RECORD, "what happened: fit time, epochs, best epoch (1-based) and the time to reach it"),
     (
+        STAIN_TARGET,
+        "the stain normalisation target (`--data.stain_norm`), fitted on the training split only; method `none` "
+        "without normalisation; every later verb reads it back",
+    ),
+    (
         f"{CHECKPOINTS}/{BEST}.ckpt, {CHECKPOINTS}/{LAST}.ckpt",
         "the best checkpoint (validation monitor) and the one to resume from",
     ),
@@ -105,6 +116,11 @@ FILES: tuple[tuple[str, str], ...] = (
     (
         f"{DEFAULT_EVAL}/{GRADCAM}/",
         f"Grad-CAM overlays and `{GRADCAM_MANIFEST}` (image, true class, predicted class, probability)",
+    ),
+    (
+        f"{DEFAULT_EVAL}/{STAIN_SHIFT}.json, {DEFAULT_EVAL}/{STAIN_SHIFT}.csv",
+        "`breakhis stain-shift`: accuracy, AUROC … with patient-bootstrap intervals under HED stain shifts of "
+        "increasing strength",
     ),
     (
         f"{EVALS}/<name>/",

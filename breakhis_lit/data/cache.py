@@ -1,15 +1,20 @@
 """Decode-once image cache: every image decoded and resized once, stored as one uint8 ``.npy`` array.
 
 The cache file name is a hash of the file list (relative path, size, mtime), the preprocessing parameters
-and :data:`CACHE_VERSION`, so a changed file, image size or preprocessing version gives a new cache instead of
-a misread one. Files are written to a temporary name and moved into place with :func:`os.replace`; the
-metadata ``.json`` is written last and marks the cache as complete, so a build killed half-way is never used.
+(the stain normalisation target included) and :data:`CACHE_VERSION`, so a changed file, image size, stain target
+or preprocessing version gives a new cache instead of a misread one. Files are written to a temporary name and
+moved into place with :func:`os.replace`; the metadata ``.json`` is written last and marks the cache as complete,
+so a build killed half-way is never used.
 The metadata holds the CRC-32 of the array's bytes, verified on every load: a cache damaged after it was written
 (zeroed blocks, bit rot) is rebuilt, never used. It also holds a content digest of every source file, taken from
 the bytes read for decoding, so byte-identical files are known without reading the tree again.
 Files whose content cannot be decoded are remembered as bad; files that could not be read at all (permission
 denied, not found, I/O errors) are not: they are tried again on every load, and the cache is rebuilt as soon as
 they can be read.
+
+A stain-normalised cache (``stain_target`` of :func:`load_or_build`) holds the same rows as the raw cache of the
+same files, every image normalised once to the target (:mod:`breakhis_lit.stain`), and is built from that raw
+cache: normalised and raw images never share a file, and runs without normalisation keep using the raw one.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -35,6 +41,9 @@ from tqdm.auto import tqdm
 
 from breakhis_lit.errors import BreakHisError
 from breakhis_lit.io import atomic_write
+
+if TYPE_CHECKING:
+    from breakhis_lit.stain.base import StainTarget
 
 log = logging.getLogger(__name__)
 
@@ -326,7 +335,11 @@ def bad_images_message(bad: Sequence[tuple[str, str]], option: str = "--data.on_
 
 
 def cache_key(
-    files: Sequence[tuple[str, str | os.PathLike]], size: int, resize: str = "squash", extra: str = ""
+    files: Sequence[tuple[str, str | os.PathLike]],
+    size: int,
+    resize: str = "squash",
+    extra: str = "",
+    stain: str = "",
 ) -> str:
     """Hash a file list and the preprocessing parameters into a cache key.
 
@@ -335,12 +348,17 @@ def cache_key(
         size: Output side in pixels.
         resize: Resize mode.
         extra: Anything else that identifies the source (e.g. an absolute root for arbitrary folders).
+        stain: The stain target's JSON (:meth:`~breakhis_lit.stain.base.StainTarget.to_json`) of a normalised
+            cache; ``""`` for raw images (their keys are those of caches made before normalisation existed).
 
     Returns:
         A hex digest (24 characters).
     """
     h = hashlib.sha256()
-    h.update(json.dumps({"version": CACHE_VERSION, "size": size, "resize": resize, "extra": extra}).encode())
+    header = {"version": CACHE_VERSION, "size": size, "resize": resize, "extra": extra}
+    if stain:
+        header["stain"] = stain
+    h.update(json.dumps(header).encode())
     for rel, path in files:
         try:
             st = os.stat(path)
@@ -359,8 +377,10 @@ class CachedImages:
         paths: Relative paths of the rows of ``images``.
         bad: ``(relative path, reason)`` of unreadable files (not in ``images``).
         key: The cache key.
-        built: Whether this call decoded the images (``False``: loaded from disk).
+        built: Whether this call decoded (or normalised) the images (``False``: loaded from disk).
         digests: :func:`content_digest` of the file of each row (equal for byte-identical files).
+        unread: The ``(relative path, reason)`` of ``bad`` that could not be read at all (tried again on every
+            load), as opposed to those whose content is not an image.
     """
 
     images: np.ndarray
@@ -369,6 +389,7 @@ class CachedImages:
     key: str
     built: bool
     digests: list[str] = field(default_factory=list)
+    unread: list[tuple[str, str]] = field(default_factory=list)
 
 
 def find_duplicates(digests: dict[str, str]) -> list[list[str]]:
@@ -465,7 +486,9 @@ def load_cache(
         log.warning("image cache %s is damaged (%s); rebuilding it", npy, err)
         return None
     bad = [tuple(b) for b in meta["bad"]] + still_bad
-    return CachedImages(images, list(meta["paths"]), bad, key, built=False, digests=list(meta["digests"]))
+    return CachedImages(
+        images, list(meta["paths"]), bad, key, built=False, digests=list(meta["digests"]), unread=still_bad
+    )
 
 
 _CHUNK_BYTES = 1 << 22  # checksummed while still in the CPU cache, right after it is read
@@ -566,6 +589,8 @@ def load_or_build(
     cache_dir: str | os.PathLike | None = None,
     *,
     extra_key: str = "",
+    stain_target: StainTarget | None = None,
+    source: CachedImages | None = None,
     num_workers: int | None = None,
     progress: bool = True,
     build: bool = True,
@@ -582,8 +607,12 @@ def load_or_build(
         size: Output side in pixels.
         cache_dir: Cache folder (default :func:`default_cache_dir`).
         extra_key: Extra text entering the cache key.
+        stain_target: Normalise every image to this stain target (its JSON enters the key); ``None`` or a
+            ``none`` target: the raw images.
+        source: The raw cache of the same files and size, already loaded (a normalised cache is built from
+            it); loaded or built here when needed and not given.
         num_workers: Decoding processes (default: all cores).
-        progress: Show a progress bar while decoding.
+        progress: Show a progress bar while decoding or normalising.
         build: If ``False``, never decode: raise when the cache is absent (DDP non-zero ranks after the barrier);
             ignored when the cache folder is not writable (every rank decodes then).
         lock: Hold a file lock while checking/building (several processes on one machine).
@@ -603,7 +632,8 @@ def load_or_build(
         raise BreakHisError(
             f"{cdir}: cannot create the cache folder ({err}); pass --data.cache_dir or set BREAKHIS_CACHE"
         ) from None
-    key = cache_key(files, size, extra=extra_key)
+    normalised = stain_target is not None and stain_target.method != "none"
+    key = cache_key(files, size, extra=extra_key, stain=stain_target.to_json() if normalised else "")
     ctx = _file_lock(cdir / f"breakhis-{key}.lock") if lock else contextlib.nullcontext()
     with ctx as unwritable:
         cached = load_cache(cdir, key, size, files)
@@ -620,16 +650,61 @@ def load_or_build(
             raise BreakHisError(
                 f"{cdir}: cache {key} missing after rank zero built it; use a cache_dir shared by all ranks"
             )
+        if normalised:
+            raw = source
+            if raw is None:
+                raw = load_or_build(
+                    files, size, cdir, extra_key=extra_key, num_workers=num_workers, progress=progress, lock=lock
+                )
+            images = normalize_images(raw.images, stain_target, progress=progress)
+            unread = list(raw.unread)
+            content = [b for b in raw.bad if b not in unread]
+            if unwritable is None:
+                _write_cache(cdir, key, size, raw.paths, content, unread, images, raw.digests, stain_target)
+            return CachedImages(images, list(raw.paths), list(raw.bad), key, True, list(raw.digests), unread)
         result = decode_images([p for _, p in files], size, num_workers=num_workers, progress=progress)
         paths = [files[i][0] for i in result.ok]
         rel_of = {str(p): rel for rel, p in files}
         bad = [(rel_of.get(p, p), reason) for p, reason in result.bad]
         unread = {rel_of.get(p, p) for p in result.transient}
+        content = [b for b in bad if b[0] not in unread]
+        retry = [b for b in bad if b[0] in unread]
         if unwritable is None:
-            content = [b for b in bad if b[0] not in unread]
-            retry = [b for b in bad if b[0] in unread]
             _write_cache(cdir, key, size, paths, content, retry, result.images, result.digests)
-        return CachedImages(result.images, paths, bad, key, built=True, digests=result.digests)
+        return CachedImages(result.images, paths, bad, key, built=True, digests=result.digests, unread=retry)
+
+
+#: Images normalised at once while a stain-normalised cache is built (about 4 MB of work memory per 224 px image).
+NORMALIZE_CHUNK = 64
+
+
+def normalize_images(images: np.ndarray, target: StainTarget, *, progress: bool = True) -> np.ndarray:
+    """Normalise uint8 ``[N, 3, H, W]`` images to a stain target, chunk by chunk on the CPU.
+
+    Args:
+        images: The raw images.
+        target: The stain target (its ``method`` picks the normaliser).
+        progress: Show a progress bar.
+
+    Returns:
+        A new uint8 array of the same shape.
+    """
+    import torch
+
+    from breakhis_lit.stain.registry import get_normalizer
+
+    normalizer = get_normalizer(target.method, batch_size=NORMALIZE_CHUNK)
+    out = np.empty_like(images)
+    bar = tqdm(total=len(images), desc=f"{target.method} stain normalisation", unit="img", disable=not progress,
+               leave=False, dynamic_ncols=True)  # fmt: skip
+    try:
+        for start in range(0, len(images), NORMALIZE_CHUNK):
+            chunk = torch.from_numpy(images[start : start + NORMALIZE_CHUNK])
+            out[start : start + len(chunk)] = normalizer.normalize(chunk, target).numpy()
+            bar.update(len(chunk))
+    finally:
+        bar.close()
+    return out
 
 
 def _write_cache(
@@ -641,6 +716,7 @@ def _write_cache(
     retry: list[tuple[str, str]],
     images: np.ndarray,
     digests: list[str],
+    stain_target: StainTarget | None = None,
 ) -> None:
     """Persist a decoded cache (array first, metadata last); a failure only logs a warning.
 
@@ -659,6 +735,8 @@ def _write_cache(
         "digests": digests,
         "crc32": array_crc32(images),
     }
+    if stain_target is not None:
+        meta["stain_target"] = stain_target.to_dict()
     try:
         atomic_write(npy, lambda f: np.save(f, images, allow_pickle=False))
         atomic_write(meta_path, lambda f: f.write(json.dumps(meta).encode()))

@@ -15,6 +15,7 @@ from breakhis_lit.stain.registry import (
     target_from_json,
 )
 from breakhis_lit.stain.reinhard import ReinhardNormalizer, ReinhardTarget
+from breakhis_lit.stain.target_file import load_target, save_target
 
 __all__ = [
     "NORMALIZERS",
@@ -29,10 +30,12 @@ __all__ = [
     "StainTarget",
     "get_normalizer",
     "hed_to_rgb",
+    "load_target",
     "normalize_to",
     "od_to_rgb",
     "rgb_to_hed",
     "rgb_to_od",
+    "save_target",
     "target_from_dict",
     "target_from_json",
 ]

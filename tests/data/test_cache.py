@@ -458,3 +458,63 @@ def test_corrupted_array_is_detected_and_rebuilt(pngs, tmp_path, monkeypatch, ca
     assert warnings[0].endswith("; rebuilding it")
     monkeypatch.setattr(cache_mod, "decode_file", _no_decoding)
     assert np.array_equal(load_or_build(files, size=128, cache_dir=cdir, progress=False).images, first.images)
+
+
+# ------------------------------------------------------------------------------------------------ stain targets
+def test_stain_normalised_cache_on_real_samples(samples, tmp_path, monkeypatch):
+    import torch
+
+    from breakhis_lit.stain import IdentityTarget, MacenkoNormalizer, normalize_to
+
+    files = _files(samples)
+    raw = load_or_build(files, size=64, cache_dir=tmp_path, progress=False)
+    target = MacenkoNormalizer().fit(torch.from_numpy(raw.images[:6]))
+    normalised = load_or_build(files, size=64, cache_dir=tmp_path, stain_target=target, source=raw, progress=False)
+    assert normalised.built
+    assert normalised.key != raw.key
+    assert normalised.key == cache_key(files, 64, stain=target.to_json())
+    assert raw.key == cache_key(files, 64)  # raw keys are those of caches made before stain targets existed
+    assert normalised.paths == raw.paths
+    assert normalised.digests == raw.digests
+    expected = normalize_to(torch.from_numpy(raw.images), target).numpy()
+    assert np.array_equal(normalised.images, expected)
+    assert not np.array_equal(normalised.images, raw.images)
+    monkeypatch.setattr(cache_mod, "decode_file", _no_decoding)
+    monkeypatch.setattr(cache_mod, "normalize_images", _no_decoding)
+    again = load_or_build(files, size=64, cache_dir=tmp_path, stain_target=target, progress=False)
+    assert not again.built
+    assert np.array_equal(again.images, normalised.images)
+    assert (
+        load_or_build(files, size=64, cache_dir=tmp_path, stain_target=IdentityTarget(), progress=False).key == raw.key
+    )
+    other = MacenkoNormalizer().fit(torch.from_numpy(raw.images[6:]))
+    assert cache_key(files, 64, stain=other.to_json()) != normalised.key
+
+
+def test_stain_normalised_cache_without_a_source_builds_the_raw_one(pngs, tmp_path):
+    import torch
+
+    from breakhis_lit.stain import ReinhardNormalizer
+
+    files = _files(pngs)
+    target = ReinhardNormalizer().fit(torch.from_numpy(decode_images(pngs, 16, progress=False).images))
+    normalised = load_or_build(files, size=16, cache_dir=tmp_path / "c", stain_target=target, progress=False)
+    assert normalised.built
+    assert len(list((tmp_path / "c").glob("*.npy"))) == 2  # the raw cache, and the normalised one
+    raw = load_or_build(files, size=16, cache_dir=tmp_path / "c", progress=False)
+    assert not raw.built
+
+
+def test_stain_normalised_cache_keeps_the_bad_images_apart(tmp_path):
+    import torch
+
+    from breakhis_lit.stain import ReinhardNormalizer
+
+    (tmp_path / "src").mkdir()
+    paths = _bad_files(tmp_path / "src")
+    raw = load_or_build(_files(paths), size=8, cache_dir=tmp_path / "c", progress=False)
+    target = ReinhardNormalizer().fit(torch.from_numpy(raw.images))
+    normalised = load_or_build(_files(paths), size=8, cache_dir=tmp_path / "c", stain_target=target, progress=False)
+    again = load_or_build(_files(paths), size=8, cache_dir=tmp_path / "c", stain_target=target, progress=False)
+    assert normalised.bad == again.bad == raw.bad
+    assert not again.built

@@ -1,3 +1,4 @@
+import json
 import logging
 import os
 import shutil
@@ -519,3 +520,112 @@ def test_ddp_rank_zero_builds_others_wait(demo_root, tmp_path, monkeypatch, rank
     if rank:
         expected = [("barrier", "breakhis_lit_image_cache"), ("load_or_build", False)]
     assert calls == expected
+
+
+# ------------------------------------------------------------------------------------------------ stain handling
+def _stage_images(dm, stage):
+    ds = dm.dataset(stage)
+    return ds.images[ds.rows]
+
+
+@pytest.fixture(scope="module")
+def macenko(demo_root, tmp_path_factory):
+    """A Macenko-normalised data module and the raw one, sharing one cache folder."""
+    cache = tmp_path_factory.mktemp("stain_cache")
+    raw = _dm(demo_root, cache_dir=str(cache))
+    raw.setup("fit")
+    dm = _dm(demo_root, cache_dir=str(cache), stain_norm="macenko")
+    dm.setup("fit")
+    return SimpleNamespace(dm=dm, raw=raw, cache=cache)
+
+
+def test_stain_target_is_fitted_on_the_training_images_only(macenko):
+    from breakhis_lit.stain import MacenkoNormalizer
+
+    target = macenko.dm.stain_norm_target
+    assert target.method == "macenko"
+    expected = MacenkoNormalizer().fit(_stage_images(macenko.raw, "train"))
+    assert target.to_json() == expected.to_json()
+    everything = torch.cat([_stage_images(macenko.raw, s) for s in ("train", "val", "test")])
+    assert MacenkoNormalizer().fit(everything).to_json() != target.to_json()  # the test can tell
+
+
+def test_every_split_is_normalised_once_to_the_target(macenko):
+    from breakhis_lit.stain import normalize_to
+
+    target = macenko.dm.stain_norm_target
+    for stage in ("train", "val", "test"):
+        expected = normalize_to(_stage_images(macenko.raw, stage), target)
+        assert torch.equal(_stage_images(macenko.dm, stage), expected)
+    assert not torch.equal(_stage_images(macenko.dm, "test"), _stage_images(macenko.raw, "test"))
+    assert macenko.raw.stain_norm_target.method == "none"
+
+
+def test_normalised_and_raw_images_have_their_own_caches(macenko):
+    files = sorted(p.name for p in macenko.cache.glob("*.npy"))
+    assert len(files) == 2
+    metas = [json.loads(p.read_text()) for p in macenko.cache.glob("*.json")]
+    assert sorted("stain_target" in m for m in metas) == [False, True]
+    saved = next(m for m in metas if "stain_target" in m)["stain_target"]
+    assert json.dumps(saved, sort_keys=True) == json.dumps(macenko.dm.stain_norm_target.to_dict(), sort_keys=True)
+
+
+def test_a_saved_target_is_read_back_never_fitted_again(macenko, tmp_path, monkeypatch):
+    from breakhis_lit.stain import MacenkoNormalizer, save_target
+
+    path = save_target(tmp_path / "stain_target.json", macenko.dm.stain_norm_target)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("fitted again")
+
+    monkeypatch.setattr(MacenkoNormalizer, "fit", refuse)
+    bound = _dm(macenko.dm.root, cache_dir=str(macenko.cache), stain_norm="macenko", stain_target=str(path))
+    bound.setup("test")
+    assert bound.stain_norm_target == macenko.dm.stain_norm_target
+    assert torch.equal(_stage_images(bound, "test"), _stage_images(macenko.dm, "test"))
+    assert len(list(macenko.cache.glob("*.npy"))) == 2  # the normalised cache, loaded
+
+
+def test_a_saved_target_of_another_method_is_refused(macenko, tmp_path):
+    from breakhis_lit.stain import IdentityTarget, save_target
+
+    path = save_target(tmp_path / "stain_target.json", macenko.dm.stain_norm_target)
+    with pytest.raises(BreakHisError, match=r"--data.stain_norm none: .* is 'macenko'; pass --data.stain_norm macenko"):
+        _dm(macenko.dm.root, cache_dir=str(macenko.cache), stain_target=str(path)).setup("test")
+    none = save_target(tmp_path / "none.json", IdentityTarget())
+    with pytest.raises(BreakHisError, match=r"pass --data\.stain_norm none"):
+        _dm(macenko.dm.root, cache_dir=str(macenko.cache), stain_norm="reinhard", stain_target=str(none)).setup("test")
+
+
+def test_a_run_without_a_saved_target_had_no_normalisation(macenko, tmp_path):
+    missing = str(tmp_path / "stain_target.json")
+    dm = _dm(macenko.dm.root, cache_dir=str(macenko.cache), stain_target=missing)
+    dm.setup("test")
+    assert dm.stain_norm_target.method == "none"
+    with pytest.raises(BreakHisError, match=r"no such file.*pass --data\.stain_norm none"):
+        _dm(macenko.dm.root, cache_dir=str(macenko.cache), stain_norm="macenko", stain_target=missing).setup("test")
+
+
+def test_predict_root_needs_the_runs_target(macenko, tmp_path):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    shutil.copy(macenko.dm.index.abspath(macenko.dm.records("test")[0].path), folder / "a.png")
+    dm = _dm(macenko.dm.root, cache_dir=str(tmp_path / "c"), stain_norm="macenko", predict_root=str(folder))
+    with pytest.raises(BreakHisError, match=r"predict_root with --data\.stain_norm macenko"):
+        dm.setup("predict")
+
+
+def test_hed_jitter_options():
+    from breakhis_lit.data.transforms import HEDStain
+
+    dm = BreakHisDataModule(root="x")
+    assert (dm.hed_scale, dm.hed_bias) == (0.05, 0.02)
+    step = next(s for s in dm.augmentation.steps if isinstance(s, HEDStain))
+    assert (step.scale, step.bias) == (0.05, 0.02)
+    off = BreakHisDataModule(root="x", hed_scale=0, hed_bias=0)
+    assert not any(isinstance(s, HEDStain) for s in off.augmentation.steps)
+    for option, value in (("hed_scale", 1.0), ("hed_bias", -0.01), ("hed_scale", "0.1")):
+        with pytest.raises(BreakHisError, match=rf"{option} .*: must be in \[0, 1\); pass e.g. --data.{option}"):
+            BreakHisDataModule(root="x", **{option: value})
+    with pytest.raises(BreakHisError, match="stain_norm 'vahadane'"):
+        BreakHisDataModule(root="x", stain_norm="vahadane")
