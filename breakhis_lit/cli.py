@@ -58,6 +58,7 @@ EXTRA_VERBS: dict[str, str] = {
     "gradcam": "breakhis_lit.commands.gradcam",
     "sweep": "breakhis_lit.commands.sweep",
     "report": "breakhis_lit.commands.report",
+    "stain-shift": "breakhis_lit.commands.stain_shift",
 }
 """Verbs next to Lightning's, each a module with ``main(argv) -> int``."""
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import math
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -26,10 +27,13 @@ LOG_ADJUST = -math.log(RGB_FLOOR)
 
 @functools.cache
 def stain_matrix(inverse: bool, device: torch.device, dtype: torch.dtype) -> Tensor:
-    """:data:`RGB_FROM_HED` (``inverse=False``) or its inverse ``hed_from_rgb`` as ``[3, 3]``, made once per device."""
-    m = torch.tensor(RGB_FROM_HED, dtype=torch.float64)
-    if inverse:
-        m = torch.linalg.inv(m)
+    """:data:`RGB_FROM_HED` (``inverse=False``) or its inverse ``hed_from_rgb`` as ``[3, 3]``, made once per device.
+
+    The inverse comes from NumPy: ``torch.linalg.inv`` checks its errors on the host, an op the host-read probe
+    (``tests/host_reads.py``) reports when the first call happens inside a training epoch.
+    """
+    m = np.linalg.inv(np.array(RGB_FROM_HED)) if inverse else np.array(RGB_FROM_HED)
+    m = torch.from_numpy(m)
     with torch.inference_mode(False):  # a normal tensor, usable in autograd even if first made in validation
         return to_device(m.to(dtype), device)
 
