@@ -1,5 +1,9 @@
 """Stain benchmark: HED jitter against ``BatchAugmentation`` per batch, and Macenko/Reinhard normalisation rates.
 
+``batch_augmentation*`` is the training augmentation without its HED step and ``batch_augmentation_hed*`` with it
+(the DataModule's default); ``*_apply`` times a batch with its parameter rows already drawn, as in training (an
+epoch's rows are drawn at its start), and ``hed_step_relative_cost`` is what the HED step adds to that.
+
 Images are the 18 real BreakHis samples of ``../shared/breakhis/samples`` squashed to the image size (as the
 image cache does) and repeated to fill a batch, or random H&E-like colours when the folder is absent. Times
 are the minimum over ``--repeat`` runs after one warm-up (a shared CPU's noise only ever adds time), with the
@@ -88,13 +92,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     images, source = load_images(max(args.batch, args.normalize_images), args.size)
     batch = images[: args.batch]
     generator = torch.Generator().manual_seed(0)
-    base_aug, jitter = BatchAugmentation(), HEDJitter()
+    base_aug, jitter = BatchAugmentation(hed_scale=0, hed_bias=0), HEDJitter()
+    hed_aug = BatchAugmentation()  # with its HED step, as the DataModule builds it by default
     floats = batch.float() / 255
     params = jitter.draw(args.batch, generator)
+    rows = base_aug.draw(args.batch, args.size, args.size, generator)
+    hed_rows = hed_aug.draw(args.batch, args.size, args.size, generator)
 
     aug = timed(
         {
             "batch_augmentation": lambda: base_aug(batch, generator=generator),
+            "batch_augmentation_hed": lambda: hed_aug(batch, generator=generator),
+            # As in training: the epoch's rows were drawn at its start, a batch only applies its own.
+            "batch_augmentation_apply": lambda: base_aug(batch, rows),
+            "batch_augmentation_hed_apply": lambda: hed_aug(batch, hed_rows),
             "hed_jitter_module": lambda: jitter(batch, generator),
             "hed_jitter_apply": lambda: hed_jitter.apply(floats, params),
             "batch_augmentation_then_hed_apply": lambda: hed_jitter.apply(
@@ -136,6 +147,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "augmentation_ms": ms,
         "augmentation_ms_median": median_ms,
         "hed_apply_relative_to_batch_augmentation": round(ms["hed_jitter_apply"] / ms["batch_augmentation"], 3),
+        "hed_step_relative_cost": round(ms["batch_augmentation_hed_apply"] / ms["batch_augmentation_apply"] - 1, 3),
         "normalization": norm,
     }
     text = json.dumps(result)

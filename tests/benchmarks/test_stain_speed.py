@@ -7,7 +7,15 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "benchmarks" / "stain_speed.py"
-AUGMENTATIONS = ("batch_augmentation", "hed_jitter_module", "hed_jitter_apply", "batch_augmentation_then_hed_apply")
+AUGMENTATIONS = (
+    "batch_augmentation",
+    "batch_augmentation_hed",
+    "batch_augmentation_apply",
+    "batch_augmentation_hed_apply",
+    "hed_jitter_module",
+    "hed_jitter_apply",
+    "batch_augmentation_then_hed_apply",
+)
 
 
 def test_quick_run(tmp_path: Path) -> None:
@@ -28,6 +36,7 @@ def test_quick_run(tmp_path: Path) -> None:
         assert set(result[table]) == set(AUGMENTATIONS)
         assert all(v > 0 for v in result[table].values())
     assert result["hed_apply_relative_to_batch_augmentation"] > 0
+    assert result["hed_step_relative_cost"] > -1
     assert set(result["normalization"]) == {"macenko", "reinhard"}
     for numbers in result["normalization"].values():
         assert set(numbers) == {"normalize_img_s", "normalize_img_s_median", "fit_img_s"}
