@@ -2,7 +2,9 @@
 
 Two sources: the demo tree of ``configs/demo.yaml`` (``breakhis demo-data``: 576 PNGs of 160 x 105, all
 magnifications, 96 px), through ``BreakHisDataModule.setup`` exactly as ``breakhis fit`` runs it (decode, split, fit
-the target on the training split, normalise every image, write the caches), and the 18 real BreakHis PNGs of
+the target on the training split, normalise every image, write the caches: ``cold_s``; again with the caches on disk,
+the target fitted again as a new fit does: ``warm_s``; as ``test`` or a resume, the run's target read back:
+``bound_warm_s``; ``fit_s`` the fit alone), and the 18 real BreakHis PNGs of
 ``../shared/breakhis/samples`` (700 x 460, 224 px) through the cache functions (decode; fit on 12 of them; normalise
 all 18). Each measurement starts from an empty cache folder (cold) and is repeated warm (the caches on disk). Times
 are the minimum over ``--repeat`` runs (a shared CPU's noise only ever adds time). The last line is one JSON object.
@@ -35,6 +37,7 @@ from breakhis_lit.data.cache import load_or_build  # noqa: E402
 from breakhis_lit.data.datamodule import BreakHisDataModule  # noqa: E402
 from breakhis_lit.data.demo import generate_demo  # noqa: E402
 from breakhis_lit.stain.registry import get_normalizer  # noqa: E402
+from breakhis_lit.stain.target_file import save_target  # noqa: E402
 
 METHODS = ("none", "macenko", "reinhard")
 
@@ -69,9 +72,21 @@ def demo_tree(work: Path, magnification: str | int, size: int, repeat: int) -> d
         cold_s = best_of(repeat, cold)
         warm_s = best_of(repeat, setup)
         dm = setup()
+        target = save_target(work / f"{method}.json", dm.stain_norm_target)
+
+        def bound(method: str = method, cache: Path = cache, target: Path = target) -> None:
+            BreakHisDataModule(root=str(root), magnification=magnification, image_size=size, cache_dir=str(cache),
+                               stain_norm=method, stain_target=str(target)).setup("test")  # fmt: skip
+
+        train = dm.dataset("train")
+        images = train.images[train.rows]
+        fit = lambda method=method, images=images: get_normalizer(method).fit(images)  # noqa: E731
+        fit_s = best_of(repeat, fit) if method != "none" else 0.0
         out[method] = {
             "cold_s": round(cold_s, 3),
             "warm_s": round(warm_s, 3),
+            "bound_warm_s": round(best_of(repeat, bound), 3),
+            "fit_s": round(fit_s, 3),
             "images": sum(len(dm.records(s)) for s in ("train", "val", "test")),
             "train_images": len(dm.records("train")),
         }

@@ -24,6 +24,7 @@ def test_quick_run(tmp_path: Path) -> None:
     demo = result["demo"]
     for method in ("none", "macenko", "reinhard"):
         assert demo[method]["cold_s"] > demo[method]["warm_s"] > 0
+        assert demo[method]["bound_warm_s"] > 0
         assert demo[method]["images"] == 144
     if result["samples"] is not None:
         for method in ("macenko", "reinhard"):
