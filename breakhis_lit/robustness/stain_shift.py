@@ -87,6 +87,7 @@ class StainShiftRecord:
         n_images: Test images scored.
         n_patients: Their patients.
         n_groups: Their split groups (what the intervals resample).
+        data_seed: The run's ``data.seed`` (of its split).
         seed: Seed of the shifts.
         n_resamples: Bootstrap replicates per interval.
         scores: One :class:`ShiftScore` per level, in the order given.
@@ -108,6 +109,7 @@ class StainShiftRecord:
     n_images: int
     n_patients: int
     n_groups: int
+    data_seed: int
     seed: int
     n_resamples: int
     scores: list[ShiftScore]
@@ -301,6 +303,7 @@ def score_run(
         n_images=len(records),
         n_patients=len(set(patients)),
         n_groups=len(set(groups)),
+        data_seed=int(record.data.seed),
         seed=int(seed),
         n_resamples=int(n_resamples),
         scores=scores,

@@ -33,8 +33,8 @@ def _fake_record(experiment: str, version: int, slope: float, levels=(0.0, 1.0, 
         run=f"logs/{experiment}/version_{version}", experiment=experiment, version=version, model="DALAResNet",
         checkpoint="best.ckpt", checkpoint_epoch=3, stain_norm="macenko" if "macenko" in experiment else "none",
         hed_scale=0.05 if "hed" in experiment else 0.0, hed_bias=0.02 if "hed" in experiment else 0.0,
-        classes=["benign", "malignant"], split_hash="abc", n_images=100, n_patients=10, n_groups=10, seed=0,
-        n_resamples=100, scores=scores,
+        classes=["benign", "malignant"], split_hash="abc", n_images=100, n_patients=10, n_groups=10,
+        data_seed=version, seed=0, n_resamples=100, scores=scores,
     )  # fmt: skip
 
 

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from breakhis_lit.robustness.table import experiments_table, handling, runs_table, stain_shift_markdown
+from breakhis_lit.robustness.table import (
+    experiments_table,
+    handling,
+    level_table,
+    runs_table,
+    stain_shift_markdown,
+)
 
 
 def test_runs_side_by_side_with_intervals(fake_record):
@@ -31,3 +37,17 @@ def test_handling_and_the_whole_report(fake_record):
     assert "## AUROC per run" in text
     assert "k = 1: 20.0" in text
     assert "No runs" in stain_shift_markdown([])
+
+
+def test_the_test_split_table(fake_record):
+    records = [fake_record("a", 0, 0.1), fake_record("a", 1, 0.2), fake_record("b_hed", 0, 0.0)]
+    lines = level_table(records, metrics=("accuracy", "auroc")).splitlines()
+    assert lines[0] == "| experiment / run | stain handling | accuracy | AUROC |"
+    assert lines[2] == "| **a** (n=2) | none | **0.900 ± 0.000** | **0.900 ± 0.000** |"
+    assert lines[3] == "| a/version_0 (seed 0) | | 0.900 [0.85, 0.95] | 0.900 [0.85, 0.95] |"
+    assert lines[5] == "| **b_hed** (n=1) | HED 0.05/0.02 | **0.900** | **0.900** |"
+    assert (
+        level_table(records, level=2.0, metrics=("accuracy",))
+        .splitlines()[3]
+        .startswith("| a/version_0 (seed 0) | | 0.700 [0.65, 0.75]")
+    )
