@@ -112,7 +112,7 @@ def _run(args: argparse.Namespace) -> int:
     figure = stain_shift_figure(records)
     figure.savefig(args.out / "stain_shift.png", dpi=120)
     (args.out / "stain_shift.md").write_text(stain_shift_markdown(records), encoding="utf-8")
-    _examples(runs, records, levels, args).savefig(args.out / "stain_shift_examples.png", dpi=110)
+    _examples(runs, records, levels, args).savefig(args.out / "stain_shift_examples.png", dpi=72)
     print(f"stain-shift: wrote {args.out / 'stain_shift.png'}, stain_shift_examples.png and stain_shift.md")
     return 0
 

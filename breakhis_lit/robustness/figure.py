@@ -60,7 +60,7 @@ def stain_shift_figure(
                 marker=_MARKERS[k % len(_MARKERS)], linestyle=_STYLES[k % len(_STYLES)], markersize=4, capsize=2,
                 linewidth=1.2, elinewidth=0.8, alpha=0.9, label=record.label,
             )  # fmt: skip
-        ax.set_title(f"{METRIC_TITLES.get(metric, metric)} per run (patient-bootstrap 95% intervals)", fontsize=9)
+        ax.set_title(f"{METRIC_TITLES.get(metric, metric)} per run, 95% patient-bootstrap intervals", fontsize=9)
         _axis(ax, records, metric)
         if several:
             ax = axes[1][col]
@@ -71,9 +71,7 @@ def stain_shift_figure(
                 mean, std = np.nanmean(values, axis=0), np.nanstd(values, axis=0, ddof=1 if len(values) > 1 else 0)
                 ax.plot(x, mean, color=colours[name], marker="o", markersize=4, label=f"{name} (n={len(values)})")
                 ax.fill_between(x, mean - std, mean + std, color=colours[name], alpha=0.15, linewidth=0)
-            ax.set_title(
-                f"{METRIC_TITLES.get(metric, metric)}: mean ± std over the runs of each experiment", fontsize=9
-            )
+            ax.set_title(f"{METRIC_TITLES.get(metric, metric)} per experiment, mean ± std over runs", fontsize=9)
             _axis(ax, records, metric)
     handles, labels = axes[0][-1].get_legend_handles_labels()
     axes[0][-1].legend(handles, labels, loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=7, title="run",
@@ -83,8 +81,8 @@ def stain_shift_figure(
         axes[1][-1].legend(handles, labels, loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=7,
                            title="experiment", title_fontsize=8)  # fmt: skip
     fig.suptitle(
-        "Stain-shift robustness on each run's own test split: every image HED-jittered at k × the training "
-        "augmentation (scale 0.05, shift 0.02 in OD)",
+        "Stain-shift robustness, each run on its own test split\n"
+        "every image HED-jittered at k × the training augmentation (scale 0.05, shift 0.02 in OD)",
         fontsize=9,
     )
     return fig

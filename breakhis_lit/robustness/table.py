@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -98,10 +99,10 @@ def stain_shift_markdown(records: Sequence[StainShiftRecord], metrics: Sequence[
         return "# Stain-shift robustness\n\nNo runs.\n"
     first = records[0]
     parts = [
-        "# Stain-shift robustness\n",
-        f"Each run's best checkpoint on its own test split, every image shifted by HED jitter at k × (scale "
-        f"0.05, shift 0.02 in OD), draws seeded with {first.seed} and the same at every k; images are then "
-        "normalised as the run normalises them. Intervals: patient bootstrap (split groups resampled, "
+        "# Stain-shift robustness\n\n",
+        f"Each run's {Path(first.checkpoint).stem} checkpoint on its own test split, every image shifted by HED "
+        f"jitter at k × (scale 0.05, shift 0.02 in OD), draws seeded with {first.seed} and the same at every k; "
+        "images are then normalised as the run normalises them. Intervals: patient bootstrap (split groups resampled, "
         f"{first.n_resamples} replicates, 95% percentile). Mean absolute pixel change (grey levels) of "
         f"{first.label}'s test images: "
         + ", ".join(f"k = {s.level:g}: {s.mean_abs_change:.1f}" for s in first.scores)

@@ -33,7 +33,7 @@ def test_handling_and_the_whole_report(fake_record):
     assert handling(fake_record("x", 0, 0)) == "none"
     assert handling(fake_record("x_hed_macenko", 0, 0)) == "HED 0.05/0.02 + macenko"
     text = stain_shift_markdown([fake_record("a", 0, 0.1)])
-    assert text.startswith("# Stain-shift robustness")
+    assert text.startswith("# Stain-shift robustness\n\nEach run's best checkpoint")
     assert "## AUROC per run" in text
     assert "k = 1: 20.0" in text
     assert "No runs" in stain_shift_markdown([])
