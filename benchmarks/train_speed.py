@@ -511,7 +511,7 @@ def rnd(value: float | None, digits: int = 2) -> float | None:
 
 
 def checks(res: dict[str, Any]) -> dict[str, bool | None]:
-    """The issue's targets, ``None`` where this run cannot tell (wrong mode or device, value missing)."""
+    """The benchmark's targets, ``None`` where this run cannot tell (wrong mode or device, value missing)."""
 
     def test(ok: Callable[[], bool], applies: bool) -> bool | None:
         try:

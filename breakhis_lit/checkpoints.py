@@ -19,7 +19,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from typing_extensions import override
 
 from breakhis_lit.errors import BreakHisError
-from breakhis_lit.io import atomic_write
+from breakhis_lit.files import atomic_write
 from breakhis_lit.rundir import BEST, CHECKPOINTS, LAST, versions
 
 _SAFE_PREFIXES = ("breakhis_lit.", "torch.optim.", "lightning.pytorch.cli.")

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from breakhis_lit.errors import BreakHisError
-from breakhis_lit.io import atomic_write_text
+from breakhis_lit.files import atomic_write_text
 
 RUN_RECORD = "run.json"
 """What was run: a :class:`RunRecord`."""

@@ -13,7 +13,7 @@ from typing_extensions import override
 from breakhis_lit.data.datamodule import BreakHisDataModule
 from breakhis_lit.data.splits import write_split_csv
 from breakhis_lit.errors import BreakHisError
-from breakhis_lit.io import run_dir
+from breakhis_lit.files import run_dir
 from breakhis_lit.metrics import patient_level_metrics
 from breakhis_lit.models.base import Backbone
 from breakhis_lit.models.classifier import BreakHisClassifier

@@ -10,7 +10,7 @@ import lightning as L
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from typing_extensions import override
 
-from breakhis_lit.io import run_dir
+from breakhis_lit.files import run_dir
 from breakhis_lit.rundir import FIT_RECORD, HISTORY, FitRecord, write_history, write_record
 
 

@@ -278,8 +278,8 @@ def main(argv: list[str] | None = None) -> int:
     from breakhis_lit.checkpoints import read_checkpoint
     from breakhis_lit.data.cache import BadImageError, decode_image
     from breakhis_lit.data.transforms import normalize
+    from breakhis_lit.files import atomic_write_text
     from breakhis_lit.gradcam import compute_cams, overlay, save_png
-    from breakhis_lit.io import atomic_write_text
 
     args = build_parser().parse_args(argv)
     if args.batch_size < 1:

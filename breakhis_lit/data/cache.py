@@ -34,7 +34,7 @@ from PIL import Image, UnidentifiedImageError
 from tqdm.auto import tqdm
 
 from breakhis_lit.errors import BreakHisError
-from breakhis_lit.io import atomic_write
+from breakhis_lit.files import atomic_write
 
 log = logging.getLogger(__name__)
 

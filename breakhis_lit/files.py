@@ -3,7 +3,7 @@
 A write goes to ``.<name>.<host>-<pid>.<random>.tmp`` beside the destination and is renamed into place. A process
 killed mid-write leaves that temporary file; the next atomic write into the same folder removes it once it is
 certainly stale: its writer ran on this machine and is gone, or nobody has touched it for an hour (writers on
-other machines sharing the folder, temporary files of older versions).
+other machines sharing the folder, temporary files named by ``tempfile.mkstemp``).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ STALE_TEMP_AGE_S = 3600.0
 DEAD_WRITER_TEMP_AGE_S = 60.0
 _HOST = re.sub(r"[^A-Za-z0-9_]", "_", socket.gethostname().split(".")[0]) or "host"
 _TEMP_NAME = re.compile(r"^\..+\.(?P<host>[A-Za-z0-9_]+)-(?P<pid>\d+)\.[0-9a-f]{8}\.tmp$")
-_LEGACY_TEMP_NAME = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")  # tempfile.mkstemp names of older versions
+_LEGACY_TEMP_NAME = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")  # tempfile.mkstemp-style names (no host or pid)
 
 
 def _pid_alive(pid: int) -> bool:

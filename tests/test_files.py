@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from breakhis_lit import io as io_mod
-from breakhis_lit.io import (
+from breakhis_lit import files as files_mod
+from breakhis_lit.files import (
     DEAD_WRITER_TEMP_AGE_S,
     STALE_TEMP_AGE_S,
     atomic_write,
@@ -68,7 +68,7 @@ def _dead_pid() -> int:
 
 def test_killed_write_leaves_a_temp_that_the_next_write_removes(tmp_path):
     code = (
-        "import sys, time; from breakhis_lit.io import atomic_write\n"
+        "import sys, time; from breakhis_lit.files import atomic_write\n"
         "def slow(f):\n"
         "    f.write(b'x' * 1_000_000); f.flush(); print('writing', flush=True); time.sleep(60)\n"
         "atomic_write(sys.argv[1], slow)\n"
@@ -89,7 +89,7 @@ def test_killed_write_leaves_a_temp_that_the_next_write_removes(tmp_path):
 
 
 def test_only_stale_temps_are_removed(tmp_path):
-    host = io_mod._HOST
+    host = files_mod._HOST
     dead, alive = _dead_pid(), os.getpid()
     names = {
         f".a.ckpt.{host}-{dead}.0123abcd.tmp": (120, True),  # dead writer of this machine
