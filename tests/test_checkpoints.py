@@ -109,15 +109,13 @@ def test_background_write_snapshots_the_tensors(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt"]
 
 
-def test_reused_host_buffers_never_mix_two_saves(tmp_path: Path) -> None:
+def test_two_background_saves_never_mix(tmp_path: Path) -> None:
     io = AtomicCheckpointIO()
-    weights = torch.ones(1000).view(10, 100).t()  # non-contiguous: its layout is kept in the buffer
+    weights = torch.ones(1000).view(10, 100).t()  # non-contiguous: its layout is kept in the snapshot
     first, second = tmp_path / "a.ckpt", tmp_path / "b.ckpt"
     io.save_checkpoint({"state_dict": {"w": weights}, "step": torch.tensor(1)}, first)
-    buffer = io._buffers[0][1]
-    weights.mul_(2)  # the next save reuses the buffers once the first file is written
+    weights.mul_(2)
     io.save_checkpoint({"state_dict": {"w": weights}, "step": torch.tensor(2)}, second)
-    assert io._buffers[0][1] is buffer
     weights.zero_()
     io.teardown()
     a, b = torch.load(first, weights_only=True), torch.load(second, weights_only=True)
@@ -126,7 +124,6 @@ def test_reused_host_buffers_never_mix_two_saves(tmp_path: Path) -> None:
     assert b["state_dict"]["w"].sum().item() == 2000
     assert b["step"].item() == 2
     assert b["state_dict"]["w"].stride() == (1, 100)
-    assert io._buffers == []  # released at the end of fit
 
 
 def test_matching_refuses_foreign_class_paths_too(tmp_path: Path) -> None:
