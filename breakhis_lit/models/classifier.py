@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor, nn
+from torchmetrics import MeanMetric
 from typing_extensions import override
 
 from breakhis_lit.distributed import gather_uneven
@@ -111,8 +112,10 @@ class BreakHisClassifier(L.LightningModule):
         """Confusion matrix (rows true, columns predicted) of the last epoch of each stage."""
         self._eval_buffers: dict[str, list[tuple[Tensor, Tensor, Tensor]]] = {}
         self._train_outputs = EpochBuffer()
-        self._loss_sums: dict[str, Tensor] = {}
-        self._loss_counts: dict[str, int] = {}
+        # nan_strategy="disable": the NaN check of the others reads the device every step (a non-finite training
+        # loss is caught by nonfinite_step instead).
+        self.train_loss, self.val_loss, self.test_loss = (MeanMetric(nan_strategy="disable") for _ in _STAGES)
+        """Each stage's mean loss over the epoch's samples (reduced across processes by torchmetrics)."""
         self._compiled = False
         self._eval_batch = 0
         self._restored = False
@@ -211,6 +214,9 @@ class BreakHisClassifier(L.LightningModule):
     def _metrics(self, stage: str) -> ClassificationMetrics:
         return getattr(self, f"{stage}_metrics")
 
+    def _mean_loss(self, stage: str) -> MeanMetric:
+        return getattr(self, f"{stage}_loss")
+
     def _loss(self, logits: Tensor, labels: Tensor) -> Tensor:
         weight = self.loss_weight if self.loss_weight.numel() else None
         return F.cross_entropy(logits.float(), labels, weight=weight, label_smoothing=self.hparams.label_smoothing)
@@ -228,11 +234,8 @@ class BreakHisClassifier(L.LightningModule):
             self._buffer_train_outputs(probs, labels)
         else:
             self._metrics(stage).update(probs, labels)
-        n = labels.numel()
-        # The sum stays on the device and the count on the host: no transfer or synchronisation per step.
-        total = self._loss_sums.get(stage)
-        self._loss_sums[stage] = loss.detach() * n if total is None else total + loss.detach() * n
-        self._loss_counts[stage] = self._loss_counts.get(stage, 0) + n
+        # One value per sample: torchmetrics 1.9 drops `weight` under nan_strategy="disable" (its issue #3434).
+        self._mean_loss(stage).update(loss.detach().expand(labels.shape[0]))
         if stage != "train":
             self._eval_buffers.setdefault(stage, []).append((probs, labels, batch["index"]))
         return loss
@@ -278,18 +281,16 @@ class BreakHisClassifier(L.LightningModule):
             self._train_outputs.clear()
         if hasattr(self, f"{stage}_metrics"):
             self._metrics(stage).reset()
-        self._loss_sums.pop(stage, None)
-        self._loss_counts.pop(stage, None)
+        self._mean_loss(stage).reset()
         self._eval_buffers.pop(stage, None)
 
     def _end_epoch(self, stage: str) -> None:
         """Compute, reduce across processes and log the epoch's metrics for ``stage``."""
-        total = self._loss_sums.pop(stage, None)
-        if total is None:
+        mean_loss = self._mean_loss(stage)
+        if mean_loss.update_count == 0:
             return
-        count = total.new_tensor(float(self._loss_counts.pop(stage, 0)))
-        sums = self.trainer.strategy.reduce(torch.stack([total, count]), reduce_op="sum")
-        loss = sums[0] / sums[1].clamp(min=1)
+        loss = mean_loss.compute()
+        mean_loss.reset()
         if stage == "train":
             self._update_train_metrics()
         metrics = self._metrics(stage)
