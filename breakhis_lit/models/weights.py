@@ -137,6 +137,8 @@ def strip_prefixes(
     Returns:
         The renamed tensors and the names of tensors dropped because they lacked the prefix.
     """
+    # Not torch's consume_prefix_in_state_dict_if_present: stripping each prefix in turn keeps "loss.w" of
+    # {"backbone.model.a", "loss.w"} and renames a network's own "model.a" to "a"; the best match is searched instead.
     target = set(target_keys)
     prefixes = tuple(prefixes)
 
