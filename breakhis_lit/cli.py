@@ -14,8 +14,10 @@ from typing import Any
 
 os.environ.setdefault("JSONARGPARSE_DEPRECATION_WARNINGS", "off")  # Lightning 2.6 on jsonargparse >= 4.49
 
+import lightning.pytorch as pl
 import torch
 import yaml
+from jsonargparse import ActionConfigFile
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
@@ -34,6 +36,7 @@ from breakhis_lit.callbacks import (
     Throughput,
 )
 from breakhis_lit.checkpoints import AtomicCheckpointIO, check_checkpoint_matches, find_run_checkpoint
+from breakhis_lit.config_files import resolve_config, shipped_configs
 from breakhis_lit.data import BreakHisDataModule
 from breakhis_lit.errors import BreakHisError
 from breakhis_lit.models import BreakHisClassifier
@@ -125,6 +128,14 @@ _RESUME_FREE = {
 """Options under those prefixes that only change speed or where files are, not what is trained."""
 
 
+class ShippedConfigFile(ActionConfigFile):
+    """``--config``: a config file, or the name of one shipped with the package (:func:`resolve_config`)."""
+
+    @override
+    def __call__(self, parser: Any, cfg: Any, values: Any, option_string: str | None = None) -> None:
+        super().__call__(parser, cfg, resolve_config(values), option_string)
+
+
 class BreakHisCLI(LightningCLI):
     """LightningCLI with the package's defaults, run-directory contract and checkpoint resolution.
 
@@ -159,6 +170,19 @@ class BreakHisCLI(LightningCLI):
         every = LightningCLI.subcommands()
         verb = getattr(self, "_verb", None)
         return {verb: every[verb]} if verb else every
+
+    @override
+    def init_parser(self, **kwargs: Any) -> LightningArgumentParser:
+        # LightningCLI's own, with --config also taking a shipped config's name.
+        kwargs.setdefault("dump_header", [f"lightning.pytorch=={pl.__version__}"])
+        parser = self.parser_class(**kwargs)
+        parser.add_argument(
+            "-c",
+            "--config",
+            action=ShippedConfigFile,
+            help=f"A config file (YAML), or a shipped config: {', '.join(shipped_configs())} (e.g. --config attn).",
+        )
+        return parser
 
     @override
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import yaml
 
+from breakhis_lit.config_files import resolve_config
 from breakhis_lit.errors import BreakHisError
 from breakhis_lit.rundir import LAST, versions
 
@@ -47,6 +48,7 @@ def _experiment_name(config: Path) -> str:
 def plan(configs: list[Path], magnifications: list[str], seeds: list[int]) -> list[SweepRun]:
     """The sweep's runs in order (config, then magnification, then seed)."""
     runs = []
+    configs = [Path(resolve_config(config)) for config in configs]
     for config, mag, seed in itertools.product(configs, magnifications, seeds):
         if not config.is_file():
             raise BreakHisError(f"--configs {config}: no such file")
@@ -150,7 +152,13 @@ def build_parser() -> argparse.ArgumentParser:
         "present) are skipped, interrupted ones resume from last.ckpt, a failed run is reported and the sweep "
         "goes on. Arguments after -- go to every fit and test, e.g. -- --data.root /data/BreaKHis_v1.",
     )
-    parser.add_argument("--configs", nargs="+", type=Path, required=True, help="One config per model.")
+    parser.add_argument(
+        "--configs",
+        nargs="+",
+        type=Path,
+        required=True,
+        help="One config per model (a file or a shipped config's name).",
+    )
     parser.add_argument("--magnifications", nargs="+", default=["40", "100", "200", "400"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument(
