@@ -143,7 +143,7 @@ class AtomicCheckpointIO(AsyncCheckpointIO):
 
     @override
     def load_checkpoint(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
-        self._wait()
+        self._wait()  # AsyncCheckpointIO's own does not: a load just after a save raised FileNotFoundError
         return super().load_checkpoint(*args, **kwargs)
 
     @override
