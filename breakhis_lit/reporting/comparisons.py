@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +46,8 @@ class Comparison:
         runs_b: b's, paired with them.
         pairing: ``same split`` (same split hash) or ``shared images`` (different splits, on the images both hold).
         result: The :class:`~breakhis_lit.evaluation.paired_runs.PairedResult` of ``a - b``.
+        own: ``{"a"/"b": {metric: interval dict}}``: each side's intervals on its own whole test split, as its
+            ``test`` recorded them (one run per side only; else empty).
     """
 
     task: str
@@ -56,6 +58,7 @@ class Comparison:
     runs_b: tuple[str, ...]
     pairing: str
     result: PairedResult
+    own: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
 
 
 def tested(runs: Sequence[Run]) -> list[Run]:
@@ -174,7 +177,14 @@ def compare(
         runs_b=tuple(str(b.path) for _, b in pairs),
         pairing=SHARED_IMAGES if shared else SAME_SPLIT,
         result=result,
+        own={} if len(pairs) != 1 else {"a": _own(pairs[0][0]), "b": _own(pairs[0][1])},
     )
+
+
+def _own(run: Run) -> dict[str, dict[str, Any]]:
+    """A run's recorded intervals on its own test split, with the number of groups they resampled."""
+    evaluation = run.evaluation
+    return {} if evaluation is None else {name: dict(i) for name, i in evaluation.intervals.items()}
 
 
 def _by(runs: Sequence[Run], key: Callable[[Run], Any]) -> dict[Any, list[Run]]:
@@ -246,7 +256,7 @@ def report_comparisons(
     models: list[Comparison] = []
     groups = _by(runs, lambda r: (r.task, r.magnification, r.split, r.group_by))
     have_reference = any(run.model == reference for run in runs)
-    if runs and not have_reference:
+    if len({run.model for run in runs}) > 1 and not have_reference:
         note(f"no run of the reference model {reference} among the tested runs; no model comparisons (--reference)")
     for key in sorted(groups, key=lambda k: (task_order(k[0]), magnification_order(k[1]), k[2], k[3])):
         by_model = _by(groups[key], lambda r: r.model)
@@ -323,6 +333,11 @@ def comparison_rows(comparisons: Sequence[Comparison], alpha: float = ALPHA) -> 
                     "n_images": result.n_images,
                     "runs_a": " ".join(comparison.runs_a),
                     "runs_b": " ".join(comparison.runs_b),
+                    **{
+                        f"own_{side}_{field_name}": comparison.own.get(side, {}).get(metric, {}).get(field_name)
+                        for side in ("a", "b")
+                        for field_name in ("estimate", "low", "high", "n_groups")
+                    },
                 }
             )
     if rows:
@@ -504,11 +519,34 @@ def split_headline(rows: Sequence[dict[str, Any]]) -> str:
     row = rows[0]
     label = METRIC_NAMES.get(row["metric"], row["metric"])
     verdict = "yes" if row["significant"] and row["difference"] > 0 else "not significantly here"
-    return (
+    text = (
         f"**Does the image split flatter the model?** {verdict.capitalize()}: on the {row['n_images']} test images "
-        f"both splits hold ({row['n_groups']} patients, unseen by the patient-split model), {label} is "
-        f"{row['estimate_a']:.3f} for the image-split model and {row['estimate_b']:.3f} for the patient-split one "
-        f"(Δ {difference_text(row)}, adj. p {_p(row['p_adjusted'])}, {_mag(row['magnification'])})."
+        f"both splits hold ({row['n_groups']} patients: unseen by the patient-split model, while the image-split "
+        f"model trained on other images of them), {label} is {row['estimate_a']:.3f} for the image-split model and "
+        f"{row['estimate_b']:.3f} for the patient-split one (Δ {difference_text(row)}, adj. p "
+        f"{_p(row['p_adjusted'])}, {_mag(row['magnification'])})."
+    )
+    if all(row.get(f"own_{side}_low") is not None for side in ("a", "b")):
+        width_a = row["own_a_high"] - row["own_a_low"]
+        width_b = row["own_b_high"] - row["own_b_low"]
+        text += (
+            f" Each on its own test split, the image split scores {_own_text(row, 'a')} and the patient split "
+            f"{_own_text(row, 'b')}"
+        )
+        if width_a < width_b:
+            text += (
+                f": the image split's interval is {width_b / max(width_a, 1e-12):.1f} times narrower only because its "
+                "test set spreads over every patient it trained on; it says nothing about unseen patients."
+            )
+        else:
+            text += "."
+    return text
+
+
+def _own_text(row: dict[str, Any], side: str) -> str:
+    return (
+        f"{row[f'own_{side}_estimate']:.3f} [{row[f'own_{side}_low']:.3f}, {row[f'own_{side}_high']:.3f}] "
+        f"({row[f'own_{side}_n_groups']} patients)"
     )
 
 
