@@ -33,7 +33,10 @@ def d4_probs(forward: Callable[[Tensor], Tensor], images: Tensor, batched: bool 
         forward: Normalised images ``[N, C, H, W]`` -> logits ``[N, K]``.
         images: A square batch ``[B, C, H, W]`` on the model's device.
         batched: One forward of the ``8 * B`` views instead of 8 forwards of ``B`` (same values up to float
-            rounding; on a 2-core CPU 8 forwards were faster, see ``tests/models/test_tta.py``).
+            rounding). On the 2-core development CPU (shared, load 5-7; min of 3) neither won: the demo network at
+            96 px, batch 256, took 28.2 s as 8 forwards and 30.0 s as one; at 224 px, batch 32, 28.9 s and 25.1 s.
+            8 forwards are the default: they need an eighth of the activation memory (an evaluation batch of 256
+            stays within what training already used on a GPU).
 
     Returns:
         float32 probabilities ``[B, K]``.
