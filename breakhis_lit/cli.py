@@ -59,6 +59,7 @@ EXTRA_VERBS: dict[str, str] = {
     "gradcam": "breakhis_lit.commands.gradcam",
     "sweep": "breakhis_lit.commands.sweep",
     "report": "breakhis_lit.commands.report",
+    "compare": "breakhis_lit.commands.compare",
 }
 """Verbs next to Lightning's, each a module with ``main(argv) -> int``."""
 
@@ -212,6 +213,7 @@ class BreakHisCLI(LightningCLI):
         parser.add_lightning_class_args(EvaluationFigures, "figures")
         parser.add_lightning_class_args(GradCAMCallback, "gradcam")
         parser.add_lightning_class_args(PredictionCSVWriter, "prediction_writer")
+        parser.add_lightning_class_args(EvaluationReport, "evaluation")
         parser.set_defaults(
             {
                 "trainer.max_epochs": 50,
@@ -335,6 +337,9 @@ class BreakHisCLI(LightningCLI):
         if not cfg.trainer.plugins:
             kwargs["plugins"] = [AtomicCheckpointIO()]
         if plan is not None:
+            report = self._get(self.config_init, "evaluation")
+            if isinstance(report, EvaluationReport):
+                report.for_evaluation(plan.eval_name or DEFAULT_EVAL, plan.differs)
             self.trainer_defaults = {**self.trainer_defaults, "callbacks": _default_callbacks(plan)}
             if plan.resume:
                 self.save_config_callback = None  # the fit's config.yaml stays; run.json records the resume
@@ -411,8 +416,6 @@ def _default_callbacks(plan: RunPlan) -> list[Any]:
     if plan.verb == "fit":
         recorder = [RunRecorder(plan.run, resume=plan.resume)] if plan.run is not None else []
         return [*recorder, RunHistory(), Throughput(), LearningRateMonitor("epoch")]
-    if plan.verb == "test":
-        return [EvaluationReport(plan.eval_name or DEFAULT_EVAL, plan.differs)]
     return []
 
 

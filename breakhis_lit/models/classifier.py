@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import os
 import random
@@ -23,6 +24,11 @@ from breakhis_lit.distributed import gather_uneven
 from breakhis_lit.errors import BreakHisError
 from breakhis_lit.metrics import ClassificationMetrics
 from breakhis_lit.models.epoch_buffer import EpochBuffer
+from breakhis_lit.models.tta import TTA, d4_log_probs
+from breakhis_lit.rundir import ValidationChoice
+
+VALIDATION_CHOICE_KEY = "breakhis_validation_choice"
+"""Checkpoint entry holding the :class:`~breakhis_lit.rundir.ValidationChoice` of the checkpoint's epoch."""
 
 _STAGES = ("train", "val", "test")
 
@@ -74,6 +80,14 @@ class BreakHisClassifier(L.LightningModule):
             evaluation batches are padded to the evaluation batch size, the sanity check runs eagerly, and
             inductor's cache persists in ``$TORCHINDUCTOR_CACHE_DIR`` (default: ``inductor/`` in the image cache
             folder), so a second run reuses the compiled kernels.
+        tta: Test-time augmentation of ``test`` and ``predict`` (never of validation): ``"d4"`` averages the class
+            probabilities of the 8 rotations and reflections of each image (:mod:`breakhis_lit.models.tta`).
+            Not a hyper-parameter of the checkpoint: it is chosen when a run is scored.
+
+    At the end of every validation epoch of ``fit`` the module chooses, on that epoch's validation predictions, a
+    binary decision threshold (maximal balanced accuracy) and a temperature (:attr:`validation_choice`); every
+    checkpoint of the epoch saves them and restoring it reads them back, so ``best.ckpt`` carries the choice made
+    on the validation predictions of its own epoch.
     """
 
     def __init__(
@@ -87,9 +101,13 @@ class BreakHisClassifier(L.LightningModule):
         lr_scheduler: LRSchedulerCallable | None = None,
         channels_last: bool = True,
         compile: bool | Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = False,
+        tta: TTA = "none",
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(logger=False)
+        if tta not in ("none", "d4"):
+            raise BreakHisError(f"--model.tta {tta!r}: unknown test-time augmentation; use none or d4")
+        self.save_hyperparameters(logger=False, ignore=["tta"])
+        self.tta = tta
         # Under LightningCLI the hyper-parameters are the plain config (class_path + init_args), so a checkpoint
         # rebuilds its model and loads with weights_only=True. Built in Python, the backbone and optimiser are
         # objects: keep only their names, so checkpoints stay plain (pass backbone= again to load them).
@@ -123,6 +141,8 @@ class BreakHisClassifier(L.LightningModule):
         """Class names in index order (set up from the data module)."""
         self.checkpoint_epoch: int | None = None
         """Epoch (counted from 1) of the checkpoint the weights were restored from; ``None`` when none was."""
+        self.validation_choice: ValidationChoice | None = None
+        """Threshold and temperature chosen on the last validation epoch of ``fit`` (or read from the checkpoint)."""
 
     @property
     def num_classes(self) -> int:
@@ -167,6 +187,13 @@ class BreakHisClassifier(L.LightningModule):
         self._compiled = True
 
     def _logits(self, images: Tensor) -> Tensor:
+        """The backbone's logits; with ``tta`` in ``test``/``predict``, the log of the D4-averaged probabilities."""
+        trainer = self._trainer
+        if self.tta == "d4" and not self.training and trainer is not None and (trainer.testing or trainer.predicting):
+            return d4_log_probs(self._backbone_logits, images)
+        return self._backbone_logits(images)
+
+    def _backbone_logits(self, images: Tensor) -> Tensor:
         """The backbone's logits; compiled, evaluation batches padded to one size and the sanity check eager."""
         if not self._compiled or self.training:
             return self(images)
@@ -184,6 +211,24 @@ class BreakHisClassifier(L.LightningModule):
         self._restored = True
         epoch = checkpoint.get("epoch")
         self.checkpoint_epoch = int(epoch) + 1 if isinstance(epoch, int) else None
+        saved = checkpoint.get(VALIDATION_CHOICE_KEY)
+        self.validation_choice = ValidationChoice(**saved) if isinstance(saved, dict) else None
+
+    @override
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.validation_choice is not None:
+            checkpoint[VALIDATION_CHOICE_KEY] = dataclasses.asdict(self.validation_choice)
+
+    def _choose_on_validation(self) -> None:
+        """Choose the threshold and temperature on this epoch's validation predictions (``fit`` only)."""
+        if self._trainer is None or self.trainer.state.fn != "fit":
+            return
+        outputs = self.eval_outputs.get("val")
+        if not outputs or not len(outputs["label"]):
+            return
+        from breakhis_lit.evaluation.validation import choose_on_validation
+
+        self.validation_choice = choose_on_validation(outputs["probs"], outputs["label"], self.current_epoch + 1)
 
     def result(self, stage: str) -> StageResult | None:
         """What the last epoch of ``stage`` (``train``, ``val``, ``test``) produced; ``None`` before one ended."""
@@ -357,6 +402,7 @@ class BreakHisClassifier(L.LightningModule):
             self._reset("val")
             return
         self._end_epoch("val")
+        self._choose_on_validation()
 
     @override
     def on_test_epoch_end(self) -> None:
