@@ -60,6 +60,8 @@ def test_killed_fit_resumes_to_the_same_result(demo_root: Path, tmp_path: Path) 
     common = _args(demo_root, logs, "--trainer.max_epochs", "3")
     full = _breakhis("fit", *common, "--experiment", "full")
     assert full.returncode == 0, full.stderr[-2000:]
+    assert "litlogger" not in full.stderr  # Lightning's advertisement, silenced
+    assert "LeafSpec" not in full.stderr  # Lightning's use of a deprecated torch API, silenced
 
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     cmd = [sys.executable, "-m", "breakhis_lit", "fit", *common, "--experiment", "killed"]
