@@ -34,6 +34,35 @@ DESCRIPTION = (
 )
 
 
+USAGE = f"usage: breakhis {{{','.join((*LIGHTNING_VERBS, *EXTRA_VERBS))}}} ..."
+"""The top-level usage line: every verb."""
+
+
+def _help() -> str:
+    """``breakhis --help``: every verb with an example, without building Lightning's parsers."""
+    examples = {
+        "fit": "breakhis fit --config configs/attn.yaml",
+        "validate": "breakhis validate --config configs/attn.yaml --ckpt_path last",
+        "test": "breakhis test --config configs/attn.yaml",
+        "predict": "breakhis predict --config configs/attn.yaml --data.predict_root my_images/",
+        "data": "breakhis data summary --root data/BreaKHis_v1",
+        "demo-data": "breakhis demo-data data/demo",
+        "gradcam": "breakhis gradcam --ckpt_path RUN/checkpoints/best.ckpt img.png --out cams/",
+        "sweep": "breakhis sweep --configs configs/attn.yaml --seeds 0 1 2",
+        "report": "breakhis report lightning_logs --out reports/all",
+    }
+    lines = [USAGE, "", DESCRIPTION, "", "verbs:"]
+    lines += [
+        f"  {verb:10s} {examples.get(verb, f'breakhis {verb} --help')}" for verb in (*LIGHTNING_VERBS, *EXTRA_VERBS)
+    ]
+    lines += [
+        "",
+        "`breakhis VERB --help` lists a verb's options (`breakhis fit --model.backbone.help DALAResNet50`: a",
+        "backbone's).",
+    ]
+    return "\n".join(lines)
+
+
 def __getattr__(name: str) -> Any:
     """The Lightning side's names (``BreakHisCLI``, ``RunPlan``, ...), imported on first use."""
     if name.startswith("__"):
@@ -56,6 +85,15 @@ def main(args: Any = None) -> None:
         args: Command-line arguments; ``None`` reads ``sys.argv`` (a dict is passed to LightningCLI as is).
     """
     argv = list(sys.argv[1:] if args is None else args) if not isinstance(args, dict) else None
+    if argv is not None and (not argv or argv[0] in ("-h", "--help")):
+        print(_help(), file=sys.stdout if argv else sys.stderr)
+        raise SystemExit(0 if argv else 2)
+    if argv and not argv[0].startswith("-") and argv[0] not in (*LIGHTNING_VERBS, *EXTRA_VERBS):
+        print(
+            f"{USAGE}\nerror: unknown verb {argv[0]!r}; use one of {', '.join((*LIGHTNING_VERBS, *EXTRA_VERBS))}",
+            file=sys.stderr,
+        )
+        raise SystemExit(2)
     try:
         if argv and argv[0] in EXTRA_VERBS:
             code = _extra_verb(argv[0])(argv[1:])

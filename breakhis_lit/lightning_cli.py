@@ -445,7 +445,7 @@ def run(args: ArgsType) -> None:
         seed_everything_default=0,
         save_config_kwargs={"overwrite": False},
         # No abbreviated options: `--trainer.max_epoch 5` must be an error, not silently `max_epochs`.
-        parser_kwargs={"description": DESCRIPTION, "allow_abbrev": False},  # verbs' parsers inherit it
+        parser_kwargs={"prog": "breakhis", "description": DESCRIPTION, "allow_abbrev": False},
         auto_configure_optimizers=False,
         args=args,
     )

@@ -186,3 +186,39 @@ def test_lightning_names_stay_reachable_from_cli() -> None:
     assert cli.BreakHisCLI is lightning_cli.BreakHisCLI
     with pytest.raises(AttributeError):
         _ = cli.no_such_name
+
+
+def test_top_level_help_lists_every_verb(capsys: pytest.CaptureFixture[str]) -> None:
+    from breakhis_lit.cli import EXTRA_VERBS, LIGHTNING_VERBS
+
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli("--help")
+    assert exit_info.value.code == 0
+    usage = capsys.readouterr().out.splitlines()[0]
+    assert usage.startswith("usage: breakhis {")
+    for verb in (*LIGHTNING_VERBS, *EXTRA_VERBS):
+        assert verb in usage, verb
+
+
+def test_unknown_verb_names_every_verb(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli("fitt")
+    assert exit_info.value.code == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert errors == [errors[0]]
+    assert "'fitt'" in errors[0]
+    assert "sweep" in errors[0]
+
+
+def test_fit_help_is_short_and_lists_only_package_backbones(capsys: pytest.CaptureFixture[str]) -> None:
+    # 2,260 lines when every nn.Module subclass importable was a choice for --model.backbone.
+    with pytest.raises(SystemExit):
+        run_cli("fit", "--help")
+    text = capsys.readouterr().out
+    assert text.startswith("usage: breakhis [options] fit")
+    assert len(text.splitlines()) < 1000
+    assert "breakhis_lit.models.DALAResNet50" in text
+    assert "torchvision" not in text
+    with pytest.raises(SystemExit):
+        run_cli("fit", "--model.backbone.help", "DALAResNet50")
+    assert "--model.backbone.gate_position" in capsys.readouterr().out

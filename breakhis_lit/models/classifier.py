@@ -15,12 +15,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
-from torch import Tensor, nn
+from torch import Tensor
 from typing_extensions import override
 
 from breakhis_lit.distributed import gather_uneven
 from breakhis_lit.errors import BreakHisError
 from breakhis_lit.metrics import ClassificationMetrics
+from breakhis_lit.models.base import Backbone
 from breakhis_lit.models.epoch_buffer import EpochBuffer
 
 _STAGES = ("train", "val", "test")
@@ -54,7 +55,9 @@ class BreakHisClassifier(L.LightningModule):
     callbacks from what it exposes.
 
     Args:
-        backbone: The network. Its ``load_pretrained()`` runs once at the start of a fresh ``fit`` (never when a
+        backbone: The network: a :class:`~breakhis_lit.models.Backbone` (from Python, any ``nn.Module`` mapping images
+            to logits with a ``num_classes`` attribute works too; the command line lists the package's). Its
+            ``load_pretrained()`` runs once at the start of a fresh ``fit`` (never when a
             checkpoint is restored: resuming, ``test``), so ImageNet weights are not downloaded again.
         class_weights: ``"balanced"`` weighs the cross-entropy by ``n / (num_classes * count)`` of the
             training split; ``"none"`` leaves it unweighted (the paper).
@@ -77,7 +80,7 @@ class BreakHisClassifier(L.LightningModule):
 
     def __init__(
         self,
-        backbone: nn.Module,
+        backbone: Backbone,
         class_weights: Literal["none", "balanced"] = "none",
         label_smoothing: float = 0.0,
         lr: float = 1e-4,
