@@ -37,6 +37,7 @@ class StageResult:
         probs: Class probabilities ``[N, C]`` of every image of the epoch (val/test; gathered from every process).
         labels: True classes ``[N]``.
         index: Index of each image in the data module's records of the stage ``[N]``.
+        epoch: The epoch (``current_epoch``, from 0) these results are of.
     """
 
     metrics: dict[str, Tensor]
@@ -44,6 +45,7 @@ class StageResult:
     probs: Tensor | None
     labels: Tensor | None
     index: Tensor | None
+    epoch: int | None = None
 
 
 class BreakHisClassifier(L.LightningModule):
@@ -112,6 +114,8 @@ class BreakHisClassifier(L.LightningModule):
         """Scalar metrics computed at the end of the last epoch of each stage."""
         self.confusion: dict[str, Tensor] = {}
         """Confusion matrix (rows true, columns predicted) of the last epoch of each stage."""
+        self._epoch_of: dict[str, int] = {}
+        self._train_unlogged: dict[str, Tensor] | None = None
         self._eval_buffers: dict[str, list[tuple[Tensor, Tensor, Tensor]]] = {}
         self._train_outputs = EpochBuffer()
         self._loss_sums: dict[str, Tensor] = {}
@@ -196,6 +200,7 @@ class BreakHisClassifier(L.LightningModule):
             probs=outputs.get("probs"),
             labels=outputs.get("label"),
             index=outputs.get("index"),
+            epoch=self._epoch_of.get(stage),
         )
 
     @override
@@ -285,8 +290,15 @@ class BreakHisClassifier(L.LightningModule):
         self._loss_counts.pop(stage, None)
         self._eval_buffers.pop(stage, None)
 
-    def _end_epoch(self, stage: str) -> None:
-        """Compute, reduce across processes and log the epoch's metrics for ``stage``."""
+    def _end_epoch(self, stage: str, log: bool = True) -> None:
+        """Compute, reduce across processes and log the epoch's metrics for ``stage``.
+
+        With ``log=False`` (training metrics computed before validation) the values are logged by the next call.
+        """
+        if stage == "train" and self._train_unlogged is not None and log:
+            values, self._train_unlogged = self._train_unlogged, None
+            self._log_epoch(values)
+            return
         total = self._loss_sums.pop(stage, None)
         if total is None:
             return
@@ -300,15 +312,22 @@ class BreakHisClassifier(L.LightningModule):
         self.confusion[stage] = metrics.confusion_matrix().cpu()
         metrics.reset()
         self.epoch_metrics[stage] = {k: v.detach() for k, v in values.items()}
-        # Values are already reduced across processes; sync_dist would reduce them a second time.
-        shown = {f"{stage}/loss", f"{stage}/accuracy"}
-        self.log_dict({k: v for k, v in values.items() if k in shown}, prog_bar=True)
-        self.log_dict({k: v for k, v in values.items() if k not in shown}, prog_bar=False)
+        self._epoch_of[stage] = self.current_epoch
         buffers = self._eval_buffers.pop(stage, [])
         if buffers:
             probs, labels, index = (torch.cat(t) for t in zip(*buffers, strict=True))
             outputs = {"probs": probs, "label": labels, "index": index}
             self.eval_outputs[stage] = {k: gather_uneven(v).cpu() for k, v in outputs.items()}
+        if log:
+            self._log_epoch(values)
+        else:
+            self._train_unlogged = values
+
+    def _log_epoch(self, values: dict[str, Tensor]) -> None:
+        # Values are already reduced across processes; sync_dist would reduce them a second time.
+        shown = {k for k in values if k.endswith(("/loss", "/accuracy"))}
+        self.log_dict({k: v for k, v in values.items() if k in shown}, prog_bar=True)
+        self.log_dict({k: v for k, v in values.items() if k not in shown}, prog_bar=False)
 
     @override
     def on_train_start(self) -> None:
@@ -319,6 +338,7 @@ class BreakHisClassifier(L.LightningModule):
     @override
     def on_train_epoch_start(self) -> None:
         self._reset("train")
+        self._train_unlogged = None
         # Re-seed every epoch from (seed, epoch, rank): dropout of epoch e is then the same in an uninterrupted run
         # and in one resumed from a checkpoint, where the RNG state was not saved (the DataModule seeds its
         # augmentation the same way, from its own generator).
@@ -351,6 +371,10 @@ class BreakHisClassifier(L.LightningModule):
     def on_validation_epoch_start(self) -> None:
         if not self.trainer.sanity_checking and self.trainer.state.fn == "fit":
             self._check_finite()
+            if self.trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
+                # The training epoch is over: its metrics exist before validation, so the checkpoints written
+                # after validation (last.ckpt, best.ckpt) hold them too (they are logged at the epoch's end).
+                self._end_epoch("train", log=False)
         self._reset("val")
 
     @override
