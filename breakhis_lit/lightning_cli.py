@@ -32,6 +32,7 @@ from breakhis_lit.callbacks import (
     GradCAMCallback,
     LastCheckpoint,
     PredictionCSVWriter,
+    ResumableInterrupt,
     RunHistory,
     RunRecorder,
     Throughput,
@@ -324,8 +325,12 @@ class BreakHisCLI(LightningCLI):
             print(f"{subcommand}: writing to {where}", file=sys.stderr)
         try:
             super()._run_subcommand(subcommand)
-        except BaseException:
+        except BaseException as err:
             self._remove_failed_run()
+            # Lightning answers Ctrl-C with sys.exit(1) after its graceful shutdown; the command line exits 130.
+            interrupted = any(getattr(cb, "interrupted", False) for cb in getattr(self.trainer, "callbacks", []))
+            if isinstance(err, SystemExit) and interrupted:
+                raise KeyboardInterrupt from None
             raise
         if where is not None:
             print(f"{subcommand}: done, see {where}", file=sys.stderr)
@@ -374,10 +379,10 @@ def _logger(plan: RunPlan) -> TensorBoardLogger | bool:
 def _default_callbacks(plan: RunPlan) -> list[Any]:
     if plan.verb == "fit":
         recorder = [RunRecorder(plan.run, resume=plan.resume)] if plan.run is not None else []
-        return [*recorder, RunHistory(), Throughput(), LearningRateMonitor("epoch")]
+        return [*recorder, RunHistory(), Throughput(), LearningRateMonitor("epoch"), ResumableInterrupt()]
     if plan.verb == "test":
-        return [EvaluationReport(plan.eval_name or DEFAULT_EVAL, plan.differs)]
-    return []
+        return [EvaluationReport(plan.eval_name or DEFAULT_EVAL, plan.differs), ResumableInterrupt()]
+    return [ResumableInterrupt()]
 
 
 def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:

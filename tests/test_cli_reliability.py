@@ -54,15 +54,77 @@ def _breakhis(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[s
     )
 
 
-@pytest.mark.slow
-def test_killed_fit_resumes_to_the_same_result(demo_root: Path, tmp_path: Path) -> None:
-    logs = tmp_path / "logs"
-    common = _args(demo_root, logs, "--trainer.max_epochs", "3")
-    full = _breakhis("fit", *common, "--experiment", "full")
+@pytest.fixture(scope="module")
+def full_run(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The logs of an uninterrupted 3-epoch fit (experiment ``full``), for the resumed runs to equal."""
+    logs = tmp_path_factory.mktemp("full") / "logs"
+    full = _breakhis("fit", *_args(demo_root, logs, "--trainer.max_epochs", "3"), "--experiment", "full")
     assert full.returncode == 0, full.stderr[-2000:]
     assert "litlogger" not in full.stderr  # Lightning's advertisement, silenced
     assert "LeafSpec" not in full.stderr  # Lightning's use of a deprecated torch API, silenced
+    return logs
 
+
+def _assert_same_run(full: Path, resumed: Path) -> None:
+    """The resumed run's weights equal the uninterrupted one's bit for bit, and so does its history."""
+    a = torch.load(full / "checkpoints/last.ckpt", weights_only=True)
+    b = torch.load(resumed / "checkpoints/last.ckpt", weights_only=True)
+    assert a["epoch"] == b["epoch"] == 2
+    for key, tensor in a["state_dict"].items():
+        assert torch.equal(tensor, b["state_dict"][key]), key
+    rows_a = list(csv.DictReader((full / "history.csv").open()))
+    rows_b = list(csv.DictReader((resumed / "history.csv").open()))
+    assert [r["epoch"] for r in rows_b] == ["0", "1", "2"]
+    for row_a, row_b in zip(rows_a, rows_b, strict=True):
+        # Every epoch's row is whole, the one last.ckpt was written in too (its training metrics are computed
+        # before validation, so the checkpoint holds them), and equal but for timings.
+        timing = {"elapsed_s", "train/throughput_img_s"}
+        keys = [k for k in row_a if k not in timing]
+        assert {k: row_a[k] for k in keys} == {k: row_b[k] for k in keys}
+        assert row_b["train/loss"]
+        assert row_b["train/balanced_accuracy"]
+
+
+def _sigint_default() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)  # a background shell starts children with SIGINT ignored
+
+
+@pytest.mark.slow
+def test_ctrl_c_exits_130_and_resumes_from_the_last_epoch(demo_root: Path, full_run: Path, tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    # No best.ckpt, so that last.ckpt is written only by its interval (60 s: after the first epoch alone).
+    common = _args(demo_root, logs, "--trainer.max_epochs", "3", "--checkpoint.save_top_k", "0")
+    cmd = [sys.executable, "-m", "breakhis_lit", "fit", *common, "--experiment", "ctrl_c"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        preexec_fn=_sigint_default,
+    )  # fmt: skip
+    run = logs / "ctrl_c" / "version_0"
+    history = run / "history.csv"
+    deadline = time.monotonic() + 240
+    while proc.poll() is None and time.monotonic() < deadline:
+        if history.is_file() and len(history.read_text().splitlines()) >= 3:  # epochs 0 and 1 done, 2 running
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr[-2000:]
+    assert "Traceback" not in stderr
+    assert f"{run / 'checkpoints' / 'last.ckpt'} now holds the end of epoch 1" in stderr
+    assert stderr.rstrip().endswith("interrupted")
+    assert torch.load(run / "checkpoints/last.ckpt", weights_only=True)["epoch"] == 1  # not 0, the interval's
+
+    resumed = _breakhis("fit", *common, "--experiment", "ctrl_c", "--ckpt_path", "last")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert not (logs / "ctrl_c" / "version_1").exists()
+    _assert_same_run(full_run / "full" / "version_0", run)
+
+
+@pytest.mark.slow
+def test_killed_fit_resumes_to_the_same_result(demo_root: Path, full_run: Path, tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    common = _args(demo_root, logs, "--trainer.max_epochs", "3")
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     cmd = [sys.executable, "-m", "breakhis_lit", "fit", *common, "--experiment", "killed"]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -80,21 +142,7 @@ def test_killed_fit_resumes_to_the_same_result(demo_root: Path, tmp_path: Path) 
     assert "using checkpoint" in resumed.stderr
     assert not (logs / "killed" / "version_1").exists()  # resumed in place
 
-    a = torch.load(logs / "full/version_0/checkpoints/last.ckpt", weights_only=True)
-    b = torch.load(last, weights_only=True)
-    assert a["epoch"] == b["epoch"] == 2
-    for key, tensor in a["state_dict"].items():
-        assert torch.equal(tensor, b["state_dict"][key]), key
-    rows_a = list(csv.DictReader((logs / "full/version_0/history.csv").open()))
-    rows_b = list(csv.DictReader((logs / "killed/version_0/history.csv").open()))
-    assert [r["epoch"] for r in rows_b] == ["0", "1", "2"]
-    for row_a, row_b in zip(rows_a, rows_b, strict=True):
-        # Every epoch's row is whole, the one last.ckpt was written in too (its training metrics are computed
-        # before validation, so the checkpoint holds them), and equal but for timings.
-        timing = {"elapsed_s", "train/throughput_img_s"}
-        keys = [k for k in row_a if k not in timing]
-        assert {k: row_a[k] for k in keys} == {k: row_b[k] for k in keys}
-        assert row_b["train/loss"] and row_b["train/balanced_accuracy"]
+    _assert_same_run(full_run / "full" / "version_0", logs / "killed" / "version_0")
 
 
 @pytest.mark.slow
