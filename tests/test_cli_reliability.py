@@ -4,6 +4,7 @@ These run ``python -m breakhis_lit`` in subprocesses, as a user would (DDP re-la
 """
 
 import csv
+import errno
 import json
 import os
 import signal
@@ -229,3 +230,50 @@ def test_non_finite_loss_stops_the_run(
     checkpoint = torch.load(last, weights_only=True)
     assert checkpoint["epoch"] == 0  # the last good epoch, not the poisoned one
     assert all(torch.isfinite(t).all() for t in checkpoint["state_dict"].values() if t.is_floating_point())
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A 200 MB tmpfs (where mounting is allowed), else a folder whose second checkpoint write finds the disk full."""
+    folder = tmp_path / "small"
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=200m", "tmpfs", str(folder)], capture_output=True)
+    if mounted.returncode != 0:
+        saves = {"n": 0}
+        real_save = torch.save
+
+        def save(obj: object, f: object, *args: object, **kwargs: object) -> None:
+            saves["n"] += 1
+            if saves["n"] > 1:  # a checkpoint is ~136 MB: the second one does not fit on 200 MB
+                raise OSError(errno.ENOSPC, "No space left on device")
+            real_save(obj, f, *args, **kwargs)
+
+        monkeypatch.setattr(torch, "save", save)
+    yield folder
+    if mounted.returncode == 0:
+        subprocess.run(["umount", str(folder)], check=False)
+
+
+def test_full_disk_is_one_line_and_keeps_the_checkpoints(
+    demo_root: Path, small_disk: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    logs = small_disk / "logs"
+    args = _args(demo_root, logs, "--trainer.max_epochs", "3", "--last_checkpoint.min_interval_s", "0")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", *args, "--data.image_size", "32"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, err[-3000:]
+    run = logs / "demo" / "version_0"
+    assert f"{run / 'checkpoints'}/" in errors[0]
+    assert ".ckpt: no space left to write it (" in errors[0]
+    assert " free of " in errors[0]
+    # The first epoch's checkpoints load; no partial file is left; the run's records are there.
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
+    for name in ("best.ckpt", "last.ckpt"):
+        checkpoint = torch.load(run / "checkpoints" / name, weights_only=True)
+        assert checkpoint["epoch"] == 0
+    for name in ("run.json", "config.yaml", "splits.csv", "history.csv"):
+        assert (run / name).is_file(), name
