@@ -277,3 +277,27 @@ def test_full_disk_is_one_line_and_keeps_the_checkpoints(
         assert checkpoint["epoch"] == 0
     for name in ("run.json", "config.yaml", "splits.csv", "history.csv"):
         assert (run / name).is_file(), name
+
+
+def test_weights_blowing_up_with_a_finite_loss_stop_the_run(
+    demo_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from breakhis_lit.models import classifier
+
+    def blow_up(self, outputs, batch, batch_idx):
+        # After the last optimiser step of epoch 1 (its loss was finite), as a learning rate grown 1e4-fold does.
+        if self.current_epoch == 1 and batch_idx == self.trainer.num_training_batches - 1:
+            with torch.no_grad():
+                for parameter in self.parameters():
+                    parameter.fill_(float("inf"))
+
+    monkeypatch.setattr(classifier.BreakHisClassifier, "on_train_batch_end", blow_up, raising=False)
+    logs = tmp_path / "logs"
+    args = _args(demo_root, logs, "--trainer.max_epochs", "3", "--data.image_size", "32")
+    message = _fails_with(capsys, "fit", *args)
+    assert "model outputs became non-finite in epoch 1 (validation after step " in message
+    assert "--model.lr_scheduler" in message
+    last = logs / "demo" / "version_0" / "checkpoints" / "last.ckpt"
+    checkpoint = torch.load(last, weights_only=True)
+    assert checkpoint["epoch"] == 0  # the last good epoch
+    assert all(torch.isfinite(t).all() for t in checkpoint["state_dict"].values() if t.is_floating_point())

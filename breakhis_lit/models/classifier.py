@@ -108,6 +108,7 @@ class BreakHisClassifier(L.LightningModule):
         self.use_channels_last = channels_last and bool(getattr(backbone, "channels_last", False))
         self.register_buffer("loss_weight", torch.empty(0), persistent=False)
         self.register_buffer("nonfinite_step", torch.tensor(-1), persistent=False)
+        self.register_buffer("nonfinite_eval", torch.tensor(False), persistent=False)
         self.eval_outputs: dict[str, dict[str, Tensor]] = {}
         """Gathered ``probs``, ``label`` and ``index`` of the last val/test/predict epoch (for callbacks)."""
         self.epoch_metrics: dict[str, dict[str, Tensor]] = {}
@@ -227,15 +228,22 @@ class BreakHisClassifier(L.LightningModule):
         logits = self._logits(batch["image"])
         labels = batch["label"]
         loss = self._loss(logits, labels)
-        if stage == "train":
-            # Remember the first non-finite step on the device: no host synchronisation per step.
-            first = (self.nonfinite_step < 0) & ~torch.isfinite(loss.detach())
-            self.nonfinite_step = torch.where(first, self.global_step, self.nonfinite_step)
         probs = logits.detach().float().softmax(dim=-1)
+        # Weights can blow up while the loss stays finite: outputs are checked too. Flags stay on the device (no
+        # host synchronisation per step) and are read once per epoch (_check_finite, _check_finite_outputs).
+        outputs_bad = ~torch.isfinite(probs).all()
         if stage == "train":
+            first = (self.nonfinite_step < 0) & (~torch.isfinite(loss.detach()) | outputs_bad)
+            self.nonfinite_step = torch.where(first, self.global_step, self.nonfinite_step)
             self._buffer_train_outputs(probs, labels)
         else:
-            self._metrics(stage).update(probs, labels)
+            self.nonfinite_eval = self.nonfinite_eval | outputs_bad
+            try:
+                self._metrics(stage).update(probs, labels)  # checks its first batch's values (one host read)
+            except ValueError:
+                if bool(outputs_bad):
+                    self._raise_nonfinite_outputs(stage)
+                raise
         n = labels.numel()
         # The sum stays on the device and the count on the host: no transfer or synchronisation per step.
         total = self._loss_sums.get(stage)
@@ -352,15 +360,36 @@ class BreakHisClassifier(L.LightningModule):
     @override
     def on_test_epoch_start(self) -> None:
         self._reset("test")
+        self.nonfinite_eval = torch.zeros_like(self.nonfinite_eval)
 
     def _check_finite(self) -> None:
-        """Stop the run (before any checkpoint of this epoch is written) if a training loss was not finite."""
+        """Stop the run (before any checkpoint of this epoch is written) if a training loss or output was not finite."""
         step = int(self.trainer.strategy.reduce(self.nonfinite_step.float(), reduce_op="max"))
         if step >= 0:
             raise BreakHisError(
-                f"training loss became non-finite in epoch {self.current_epoch} at step {step}; lower the "
+                f"training loss or outputs became non-finite in epoch {self.current_epoch} at step {step}; lower the "
                 "learning rate or check the data (the last good checkpoint is the previous last.ckpt)"
             )
+
+    def _raise_nonfinite_outputs(self, stage: str) -> None:
+        where = "validation" if stage == "val" else stage
+        if self.trainer.state.fn == "fit":
+            raise BreakHisError(
+                f"model outputs became non-finite in epoch {self.current_epoch} ({where} after step "
+                f"{self.global_step}) though the training loss was finite: the weights blew up; lower the learning "
+                "rate or its schedule (--model.lr_scheduler), or clip gradients (--trainer.gradient_clip_val 1.0); "
+                "the last good checkpoint is the previous last.ckpt"
+            )
+        raise BreakHisError(
+            f"model outputs are non-finite in {where}: the checkpoint's weights are not finite; pass another "
+            "--ckpt_path (an earlier run's best.ckpt or last.ckpt)"
+        )
+
+    def _check_finite_outputs(self, stage: str) -> None:
+        """Stop (before this epoch's checkpoints are written) if an evaluation output of the epoch was not finite."""
+        if bool(self.trainer.strategy.reduce(self.nonfinite_eval.float(), reduce_op="max") > 0):
+            self.nonfinite_eval = torch.zeros_like(self.nonfinite_eval)
+            self._raise_nonfinite_outputs(stage)
 
     @override
     def on_train_epoch_end(self) -> None:
@@ -376,9 +405,11 @@ class BreakHisClassifier(L.LightningModule):
                 # after validation (last.ckpt, best.ckpt) hold them too (they are logged at the epoch's end).
                 self._end_epoch("train", log=False)
         self._reset("val")
+        self.nonfinite_eval = torch.zeros_like(self.nonfinite_eval)
 
     @override
     def on_validation_epoch_end(self) -> None:
+        self._check_finite_outputs("val")
         if self.trainer.sanity_checking:
             self._reset("val")
             return
@@ -386,6 +417,7 @@ class BreakHisClassifier(L.LightningModule):
 
     @override
     def on_test_epoch_end(self) -> None:
+        self._check_finite_outputs("test")
         self._end_epoch("test")
 
     @override
