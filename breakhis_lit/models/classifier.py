@@ -140,7 +140,7 @@ class BreakHisClassifier(L.LightningModule):
         classes = list(getattr(datamodule, "classes", [])) or [str(i) for i in range(self.num_classes)]
         if len(classes) != self.num_classes:
             raise BreakHisError(
-                f"model.init_args.backbone.init_args.num_classes={self.num_classes} but data.task "
+                f"--model.backbone.init_args.num_classes {self.num_classes} but --data.task "
                 f"'{getattr(datamodule, 'task', '?')}' has {len(classes)} classes; set num_classes: {len(classes)}"
             )
         self.class_names = classes

@@ -21,7 +21,7 @@ STRIP_PREFIXES = ("module.", "model.", "backbone.")
 #: Keys under which training scripts nest the state dict inside a checkpoint.
 NESTING_KEYS = ("state_dict", "model", "model_state_dict", "module", "net")
 #: The command-line option that points a backbone at a local weights file.
-WEIGHTS_OPTION = "--model.init_args.backbone.init_args.weights"
+WEIGHTS_OPTION = "--model.backbone.init_args.weights"
 
 
 @dataclass
