@@ -430,8 +430,41 @@ def _quiet_lightning_tips() -> None:
         logger.addFilter(_DropMessages("try installing [litlogger]"))
 
 
+def check_config_files(argv: list[str]) -> None:
+    """Refuse a ``--config`` file that is missing or not YAML, naming the file, the line and the column.
+
+    jsonargparse reports a YAML syntax error in a config file as one in ``"<unicode string>"``.
+
+    Raises:
+        BreakHisError: For the first such file.
+    """
+    for i, arg in enumerate(argv):
+        if arg in ("--config", "-c") and i + 1 < len(argv):
+            value = argv[i + 1]
+        elif arg.startswith("--config="):
+            value = arg.split("=", 1)[1]
+        else:
+            continue
+        path = Path(value)
+        if not path.is_file():
+            if path.suffix.lower() in (".yaml", ".yml", ".json"):
+                raise BreakHisError(f"--config {value}: no such file; pass a config file such as configs/demo.yaml")
+            continue  # an inline YAML string, parsed by jsonargparse
+        try:
+            yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError) as err:
+            raise BreakHisError(f"--config {path}: cannot read it ({err}); pass a readable YAML file") from None
+        except yaml.YAMLError as err:
+            mark = getattr(err, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+            problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+            raise BreakHisError(f"--config {path}: not valid YAML{where} ({problem}); fix the file") from None
+
+
 def run(args: ArgsType) -> None:
     """Run a Lightning verb (``args`` as for :func:`breakhis_lit.cli.main`)."""
+    if not isinstance(args, dict):
+        check_config_files(list(sys.argv[1:] if args is None else args))
     # jsonargparse >= 4.49 warns about Lightning 2.6's use of its API; nothing a user can act on.
     warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"jsonargparse.*")
     warnings.filterwarnings("ignore", message=r".*does not have many workers.*")

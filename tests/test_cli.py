@@ -270,3 +270,19 @@ def test_every_option_a_message_names_is_accepted_by_fit() -> None:
         if flag.removesuffix(".help") not in config and flag != "trainer.max_epoch"  # the refused abbreviation
     }
     assert unknown == {}
+
+
+def test_yaml_error_names_the_config_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "broken.yaml"
+    config.write_text("trainer:\n  max_epochs: [1\n")
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli("fit", "--config", str(config))
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "<unicode string>" not in err
+    expected = f"error: --config {config}: not valid YAML at line 3, column 1 (expected ',' or ']', but got "
+    assert err.strip() == expected + "'<stream end>'); fix the file"
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli("fit", "--config", str(tmp_path / "missing.yaml"))
+    assert exit_info.value.code == 2
+    assert f"--config {tmp_path / 'missing.yaml'}: no such file" in capsys.readouterr().err
