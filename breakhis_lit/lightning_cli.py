@@ -54,6 +54,7 @@ from breakhis_lit.rundir import (
     check_eval_name,
     run_of_checkpoint,
 )
+from breakhis_lit.tensorboard import RunLogger
 
 
 @dataclass(frozen=True)
@@ -364,15 +365,16 @@ def _resolve_checkpoint(experiment_dir: Path, ckpt: str | None, default: str, ve
 
 def _logger(plan: RunPlan) -> TensorBoardLogger | bool:
     if plan.run is None:
-        return TensorBoardLogger(save_dir=os.devnull, name="", default_hp_metric=False)
+        return RunLogger(save_dir=os.devnull, name="", default_hp_metric=False)
     run = plan.run.path
     sub_dir = None if plan.verb == "fit" else plan.output_dir.relative_to(run).as_posix()
-    return TensorBoardLogger(
+    return RunLogger(
         save_dir=run.parent.parent,
         name=run.parent.name,
         version=plan.run.version,
         sub_dir=sub_dir,
         default_hp_metric=False,
+        curves=plan.verb == "fit",
     )
 
 

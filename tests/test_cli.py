@@ -107,6 +107,30 @@ def test_tensorboard_holds_scalars_images_and_figures(trained: dict[str, object]
     raw = b"".join(p.read_bytes() for p in trained["run"].rglob("events.out.tfevents.*"))
     assert b"_hparams_/session_start_info" in raw  # the HPARAMS tab
     assert "hparams/test_accuracy" in tags["scalars"]
+    assert "epoch" not in tags["scalars"]  # Lightning's epoch scalar: one point a chart, shown first
+
+
+def test_tensorboard_opens_on_train_vs_val_curves(trained: dict[str, object]) -> None:
+    from tensorboard.plugins.custom_scalar import layout_pb2
+
+    from breakhis_lit.tensorboard import CURVES
+
+    (events,) = trained["run"].glob("events.out.tfevents.*")  # the fit's own (test writes into test/)
+    acc = EventAccumulator(str(events), size_guidance={"tensors": 0})
+    acc.Reload()
+    (config,) = acc.Tensors("custom_scalars__config__")
+    layout = layout_pb2.Layout.FromString(config.tensor_proto.string_val[0])
+    (category,) = layout.category
+    assert category.title == CURVES
+    charts = {chart.title: list(chart.multiline.tag) for chart in category.chart}
+    assert charts == {
+        "loss": ["^train/loss$", "^val/loss$"],
+        "balanced accuracy": ["^train/balanced_accuracy$", "^val/balanced_accuracy$"],
+        "AUROC": ["^train/auroc$", "^val/auroc$"],
+    }
+    scalars = set(acc.Tags()["scalars"])
+    for tags in charts.values():
+        assert {tag.strip("^$") for tag in tags} <= scalars
 
 
 def test_checkpoint_reloads_with_weights_only(trained: dict[str, object]) -> None:
