@@ -1,8 +1,11 @@
 # make test: create .venv when missing, install the package with its dev extra, run the test suite.
+# CPU=1 installs the CPU-only PyTorch wheels (no CUDA libraries: .venv about 1.9 GB instead of 6.3 GB): `make demo CPU=1`.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+CPU ?=
+TORCH_INDEX := $(if $(filter 1 yes true,$(CPU)),--index-url https://download.pytorch.org/whl/cpu,)
 
 .PHONY: install test lint format demo clean
 
@@ -11,7 +14,8 @@ $(BIN)/python:
 
 $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet "torch==2.14.1" "torchvision==0.29.1" || $(BIN)/pip install --quiet torch torchvision
+	$(BIN)/pip install --quiet $(TORCH_INDEX) "torch==2.14.1" "torchvision==0.29.1" || \
+		$(BIN)/pip install --quiet $(TORCH_INDEX) torch torchvision
 	$(BIN)/pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 

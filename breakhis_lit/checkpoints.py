@@ -20,6 +20,7 @@ from typing_extensions import override
 
 from breakhis_lit.errors import BreakHisError
 from breakhis_lit.files import atomic_write
+from breakhis_lit.load_errors import describe_load_error, holds_objects
 from breakhis_lit.rundir import BEST, CHECKPOINTS, LAST, versions
 
 _SAFE_PREFIXES = ("breakhis_lit.", "torch.optim.", "lightning.pytorch.cli.")
@@ -206,9 +207,10 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except (pickle.UnpicklingError, RuntimeError, zipfile.BadZipFile, EOFError, ValueError, OSError) as err:
-        reason = str(err).strip().splitlines()[0][:120] if str(err).strip() else type(err).__name__
+        what = "is not loaded" if holds_objects(err) else "is not a readable PyTorch checkpoint"
         raise BreakHisError(
-            f"{path} is not a readable PyTorch checkpoint ({reason}); pass a .ckpt written by fit"
+            f"{path} {what} ({describe_load_error(err)}); pass a .ckpt written by `breakhis fit` (a run's "
+            "checkpoints/best.ckpt or last.ckpt)"
         ) from None
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise BreakHisError(f"{path} is not a Lightning checkpoint (no state_dict); pass a .ckpt written by fit")

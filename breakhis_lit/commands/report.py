@@ -4,10 +4,7 @@ import argparse
 import sys
 
 from breakhis_lit.errors import BreakHisError
-from breakhis_lit.reporting.comparisons import DEFAULT_METRICS, DEFAULT_REFERENCE
-from breakhis_lit.reporting.options import BootstrapOptions
-from breakhis_lit.reporting.report import FORMATS, write_report
-from breakhis_lit.reporting.runs import group_runs, load_runs
+from breakhis_lit.reporting.options import DEFAULT_METRICS, DEFAULT_REFERENCE, FORMATS, BootstrapOptions
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -92,6 +89,9 @@ def main(argv: list[str] | None = None) -> int:
             (the ``breakhis`` entry point prints it as one ``error:`` line).
     """
     args = build_parser().parse_args(argv)
+    from breakhis_lit.reporting.report import write_report  # torch and matplotlib: not for --help
+    from breakhis_lit.reporting.runs import group_runs, load_runs
+
     formats = parse_formats(args.format)
     if args.n_resamples < 100:
         raise BreakHisError(f"--n-resamples {args.n_resamples}: use at least 100 (2000 is the default)")

@@ -9,18 +9,12 @@ from typing import Any
 
 from breakhis_lit.errors import BreakHisError
 from breakhis_lit.evaluation.paired_runs import PairedResult, compare_pairs, shared_images
-from breakhis_lit.reporting.options import BootstrapOptions
+from breakhis_lit.reporting.options import ALPHA, DEFAULT_METRICS, DEFAULT_REFERENCE, BootstrapOptions
 from breakhis_lit.reporting.runs import Run, magnification_order, model_order, split_label, task_order
 from breakhis_lit.reporting.tables import SPLIT_HASH_CHARS, to_markdown, write_csv
 from breakhis_lit.rundir import DEFAULT_EVAL
 from breakhis_lit.stats.holm import holm
 
-DEFAULT_REFERENCE = "DALAResNet50"
-"""The model every other model is compared with: the paper's."""
-DEFAULT_METRICS: tuple[str, ...] = ("accuracy",)
-"""Metrics compared by default (each is one test of the Holm family)."""
-ALPHA = 0.05
-"""Family-wise error rate of the Holm correction."""
 SAME_SPLIT = "same split"
 SHARED_IMAGES = "shared images"
 

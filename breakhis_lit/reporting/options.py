@@ -1,8 +1,21 @@
 """How a report's bootstrap intervals and paired comparisons are computed."""
 
-from dataclasses import dataclass
+from __future__ import annotations
 
-from breakhis_lit.stats.interval import Method
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the statistics import torch: not for `breakhis report --help`
+    from breakhis_lit.stats.interval import Method
+
+DEFAULT_REFERENCE = "DALAResNet50"
+"""The model every other model is compared with: the paper's."""
+DEFAULT_METRICS: tuple[str, ...] = ("accuracy",)
+"""Metrics compared by default (each is one test of the Holm family)."""
+ALPHA = 0.05
+"""Family-wise error rate of the Holm correction."""
+FORMATS = ("md", "csv")
+"""Table formats a report writes."""
 
 
 @dataclass(frozen=True)

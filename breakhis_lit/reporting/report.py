@@ -12,9 +12,9 @@ from breakhis_lit.reporting.calibration import (
     calibration_table,
     plot_report_reliability,
 )
-from breakhis_lit.reporting.comparisons import DEFAULT_METRICS, DEFAULT_REFERENCE, write_comparisons
+from breakhis_lit.reporting.comparisons import write_comparisons
 from breakhis_lit.reporting.figures import plot_confusion, plot_curves, plot_gradcam_pairs
-from breakhis_lit.reporting.options import BootstrapOptions
+from breakhis_lit.reporting.options import DEFAULT_METRICS, DEFAULT_REFERENCE, FORMATS, BootstrapOptions
 from breakhis_lit.reporting.runs import Run, group_runs, split_label, task_order
 from breakhis_lit.reporting.tables import (
     SPLIT_HASH_CHARS,
@@ -29,7 +29,6 @@ from breakhis_lit.reporting.tables import (
     write_csv,
 )
 
-FORMATS = ("md", "csv")
 OWNED_PATTERNS = (
     "table5*.md",
     "table5*.csv",
