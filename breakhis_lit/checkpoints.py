@@ -8,97 +8,49 @@ import shutil
 import warnings
 import zipfile
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.utils.serialization
 from lightning.fabric.utilities.apply_func import apply_to_collection
-from lightning.pytorch.plugins.io import TorchCheckpointIO
+from lightning.pytorch.plugins.io import AsyncCheckpointIO, TorchCheckpointIO
 from typing_extensions import override
 
 from breakhis_lit.errors import BreakHisError
-from breakhis_lit.io import atomic_write
+from breakhis_lit.files import atomic_write
+from breakhis_lit.load_errors import describe_load_error, holds_objects
 from breakhis_lit.rundir import BEST, CHECKPOINTS, LAST, versions
 
 _SAFE_PREFIXES = ("breakhis_lit.", "torch.optim.", "lightning.pytorch.cli.")
 """Modules a checkpoint may name as classes to build: anything else is refused before import."""
 
 
-class AtomicCheckpointIO(TorchCheckpointIO):
-    """Write checkpoints atomically, in a background thread.
+class AtomicTorchCheckpointIO(TorchCheckpointIO):
+    """Lightning's ``torch.save`` checkpoints, written atomically: a killed write leaves the previous file intact.
 
-    The checkpoint's tensors are copied to host memory at once, so training may go on changing the originals
-    (the host buffers are reused between saves and pinned for GPU tensors, see :meth:`_snapshot`). One
-    background thread then writes them to a temporary file that ``os.replace`` moves into place: a kill
-    mid-write leaves the previous ``last.ckpt`` intact instead of a truncated one, and the GPU does not wait for
-    the disk. Writes happen in order; :meth:`teardown` (end of ``fit``) and every load wait for them.
-    :meth:`link_checkpoint` makes a second name for a file just saved (``last.ckpt`` for ``best.ckpt`` of the
-    same step) without writing it again.
+    A checkpoint goes to a temporary file that ``os.replace`` moves into place
+    (:func:`~breakhis_lit.files.atomic_write`); :meth:`link_checkpoint` gives a file a second name without writing
+    it again.
 
     Files are not ``fsync``-ed (like ``torch.save`` and Lightning's own writer): a killed process never leaves
     a partial file, but a power cut within seconds of a write may lose the newest one. They are written without
     zip CRC-32 checksums: ``torch.load`` never checks them, and computing them costs about 40% of a write
     (0.08 s of CPU per 130 MB); ``unzip -t`` reports such files as damaged, ``torch.load`` reads them.
-
-    Args:
-        background: Write in a background thread (``False``: write before returning).
     """
 
-    def __init__(self, background: bool = True) -> None:
-        super().__init__()
-        self.background = background
-        self._executor: ThreadPoolExecutor | None = None
-        self._pending: list[Future[None]] = []
-        self._buffers: list[tuple[tuple[Any, ...], torch.Tensor]] = []
-
-    def _snapshot(self, checkpoint: dict[str, Any]) -> tuple[dict[str, Any], list[torch.cuda.Event]]:
-        """Host copies of the checkpoint's tensors, in buffers reused from one save to the next.
-
-        Reusing them spares allocating (and faulting in) 100–300 MB of fresh host memory per save: 0.035 -> 0.011 s
-        for 130 MB on a CPU. GPU tensors go into pinned buffers with ``non_blocking`` copies, so the training loop
-        does not wait for them; the writer waits for the returned events (one per device) instead. The buffers
-        are free again once the previous write is done, which this waits for (writes take well under an epoch).
-        """
-        self._wait()
-        buffers, used, devices = self._buffers, 0, set()
-
-        def copy(tensor: torch.Tensor) -> torch.Tensor:
-            nonlocal used
-            tensor = tensor.detach()
-            pin = tensor.is_cuda and torch.cuda.is_available()
-            key = (tensor.shape, tensor.stride(), tensor.dtype, pin)
-            if used < len(buffers) and buffers[used][0] == key:
-                buf = buffers[used][1]
-            else:
-                # Same layout as the source where it is dense (channels-last weights stay channels-last).
-                buf = torch.empty_like(tensor, device="cpu", pin_memory=pin)
-                buffers[used : used + 1] = [(key, buf)]  # replaces a stale buffer, or appends
-            buf.copy_(tensor, non_blocking=pin)
-            if pin:
-                devices.add(tensor.device)
-            used += 1
-            return buf
-
-        snapshot = apply_to_collection(checkpoint, torch.Tensor, copy)
-        del buffers[used:]
-        ready = []
-        for device in devices:  # the copies were queued on each device's current stream
-            event = torch.cuda.Event()
-            event.record(torch.cuda.current_stream(device))
-            ready.append(event)
-        return snapshot, ready
-
-    @staticmethod
-    def _write(checkpoint: dict[str, Any], path: Path, ready: list[torch.cuda.Event] | None = None) -> None:
-        for event in ready or []:
-            event.synchronize()  # the non-blocking device-to-host copies of the snapshot
+    @override
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
         with torch.utils.serialization.config.patch({"save.compute_crc32": False}):
-            atomic_write(path, lambda f: torch.save(checkpoint, f), fsync=False)
+            atomic_write(Path(path), lambda f: torch.save(checkpoint, f), fsync=False)
 
-    @staticmethod
-    def _link(source: Path, path: Path) -> None:
+    def link_checkpoint(self, source: Any, path: Any) -> None:
+        """Make ``path`` name the file ``source``, atomically (a copy on a filesystem without hard links).
+
+        ``path`` keeps its own name when ``source`` is later replaced: ``os.replace`` gives ``source`` a new file.
+        """
+        source, path = Path(source), Path(path)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         try:
             tmp.unlink(missing_ok=True)
@@ -110,20 +62,66 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         finally:
             tmp.unlink(missing_ok=True)
 
-    def link_checkpoint(self, source: Any, path: Any) -> None:
-        """Make ``path`` name the checkpoint saved as ``source`` (after its pending write), atomically.
 
-        ``path`` keeps its own name when ``source`` is later replaced: ``os.replace`` gives ``source`` a new file.
-        """
-        self._submit(self._link, Path(source), Path(path))
+class AtomicCheckpointIO(AsyncCheckpointIO):
+    """Lightning's :class:`AsyncCheckpointIO` around :class:`AtomicTorchCheckpointIO`, with host snapshots.
+
+    ``save_checkpoint`` copies the checkpoint's tensors to host memory and returns: training may go on changing
+    the originals while Lightning's writer thread writes the copy. GPU tensors are copied into pinned memory with
+    ``non_blocking`` copies, so the training loop waits neither for the disk nor for the device; the writer waits
+    for the copies' events. Files so hold CPU tensors, as a synchronous ``torch.save`` of the copies would.
+    At most one write is pending (a save first waits for the previous one), writes and links happen in order, and
+    every load and removal waits for them, as does :meth:`teardown` (end of ``fit``).
+
+    Args:
+        background: Write in the writer thread (``False``: write before returning).
+    """
+
+    def __init__(self, background: bool = True) -> None:
+        super().__init__(AtomicTorchCheckpointIO())
+        self.background = background
+        self._pending: list[Future[None]] = []
+
+    @property
+    def _atomic(self) -> AtomicTorchCheckpointIO:
+        assert isinstance(self.checkpoint_io, AtomicTorchCheckpointIO)
+        return self.checkpoint_io
+
+    # AsyncCheckpointIO clones tensors on their own device, so GPU tensors would reach the file as CUDA tensors
+    # (or block the loop with a pageable copy): the snapshot below replaces its clone; its writer thread stays.
+    @staticmethod
+    def _snapshot(checkpoint: dict[str, Any]) -> tuple[dict[str, Any], list[torch.cuda.Event]]:
+        """Host copies of the checkpoint's tensors (pinned, non-blocking for GPU tensors) and one event per device."""
+        devices = set()
+
+        def copy(tensor: torch.Tensor) -> torch.Tensor:
+            tensor = tensor.detach()
+            if not (tensor.is_cuda and torch.cuda.is_available()):
+                return tensor.clone()
+            devices.add(tensor.device)
+            # Same layout as the source where it is dense; PyTorch's caching host allocator reuses pinned blocks.
+            return torch.empty_like(tensor, device="cpu", pin_memory=True).copy_(tensor, non_blocking=True)
+
+        snapshot = apply_to_collection(checkpoint, torch.Tensor, copy)
+        ready = []
+        for device in devices:  # the copies were queued on each device's current stream
+            event = torch.cuda.Event()
+            event.record(torch.cuda.current_stream(device))
+            ready.append(event)
+        return snapshot, ready
+
+    def _write(self, checkpoint: dict[str, Any], path: Path, ready: list[torch.cuda.Event]) -> None:
+        for event in ready:
+            event.synchronize()  # the non-blocking device-to-host copies of the snapshot
+        self._atomic.save_checkpoint(checkpoint, path)
 
     def _submit(self, job: Callable[..., None], *args: Any) -> None:
         """Run ``job`` on the writer thread, after the jobs before it (or now, without ``background``)."""
         if not self.background:
             job(*args)
             return
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint-writer")
+        self._ensure_setup()
+        assert self._executor is not None
         self._pending.append(self._executor.submit(job, *args))
 
     def _wait(self) -> None:
@@ -134,28 +132,32 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     @override
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
         if not self.background:
-            self._write(checkpoint, Path(path))
+            self._atomic.save_checkpoint(checkpoint, path, storage_options)
             return
+        self._wait()
         snapshot, ready = self._snapshot(checkpoint)
         self._submit(self._write, snapshot, Path(path), ready)
 
-    @override
-    def load_checkpoint(self, path: Any, map_location: Any | None = None, weights_only: bool | None = None) -> Any:
-        self._wait()
-        return super().load_checkpoint(path, map_location=map_location, weights_only=weights_only)
+    def link_checkpoint(self, source: Any, path: Any) -> None:
+        """Make ``path`` name the checkpoint saved as ``source`` (after its pending write), atomically."""
+        self._submit(self._atomic.link_checkpoint, source, path)
 
     @override
-    def remove_checkpoint(self, path: Any) -> None:
+    def load_checkpoint(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        self._wait()  # AsyncCheckpointIO's own does not: a load just after a save raised FileNotFoundError
+        return super().load_checkpoint(*args, **kwargs)
+
+    @override
+    def remove_checkpoint(self, *args: Any, **kwargs: Any) -> None:
         self._wait()
-        super().remove_checkpoint(path)
+        super().remove_checkpoint(*args, **kwargs)
 
     @override
     def teardown(self) -> None:
-        self._wait()
-        self._buffers = []  # host (pinned) memory of the size of a checkpoint
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
-            self._executor = None
+        try:
+            self._wait()
+        finally:
+            super().teardown()
 
 
 def find_run_checkpoint(experiment_dir: Path, ckpt: str | None, default: str) -> tuple[Path, int | None]:
@@ -205,9 +207,10 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except (pickle.UnpicklingError, RuntimeError, zipfile.BadZipFile, EOFError, ValueError, OSError) as err:
-        reason = str(err).strip().splitlines()[0][:120] if str(err).strip() else type(err).__name__
+        what = "is not loaded" if holds_objects(err) else "is not a readable PyTorch checkpoint"
         raise BreakHisError(
-            f"{path} is not a readable PyTorch checkpoint ({reason}); pass a .ckpt written by fit"
+            f"{path} {what} ({describe_load_error(err)}); pass a .ckpt written by `breakhis fit` (a run's "
+            "checkpoints/best.ckpt or last.ckpt)"
         ) from None
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise BreakHisError(f"{path} is not a Lightning checkpoint (no state_dict); pass a .ckpt written by fit")

@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from breakhis_lit.errors import BreakHisError
-from breakhis_lit.io import atomic_write_text
+from breakhis_lit.files import atomic_write_text
 
 RUN_RECORD = "run.json"
 """What was run: a :class:`RunRecord`."""
@@ -314,6 +314,51 @@ class Difference:
 
 
 @dataclass(frozen=True)
+class ValidationChoice:
+    """What ``fit`` chose on the validation predictions of one epoch (saved in that epoch's checkpoints).
+
+    Attributes:
+        epoch: The epoch, counted from 1, whose validation predictions were used (the checkpoint's epoch).
+        n_images: Validation images.
+        threshold: Binary tasks: the threshold on the probability of class 1 maximising validation balanced
+            accuracy (:func:`~breakhis_lit.stats.choose_threshold`); ``None`` for other tasks or a validation
+            split of one class.
+        val_balanced_accuracy: The validation balanced accuracy at ``threshold``.
+        temperature: The temperature minimising the validation negative log-likelihood
+            (:func:`~breakhis_lit.stats.fit_temperature`), or ``None``.
+    """
+
+    epoch: int
+    n_images: int
+    threshold: float | None
+    val_balanced_accuracy: float | None
+    temperature: float | None
+
+
+@dataclass(frozen=True)
+class BootstrapSpec:
+    """How an evaluation's intervals were computed.
+
+    Attributes:
+        method: ``percentile``, ``expanded`` or ``bca``.
+        level: Confidence level.
+        n_resamples: Bootstrap replicates.
+        seed: Seed of the replicates.
+        unit: What the intervals resample (``group``: the split groups, each with all its images).
+        n_groups: The groups resampled.
+        seconds: Wall time the intervals added to the evaluation.
+    """
+
+    method: str
+    level: float
+    n_resamples: int
+    seed: int
+    unit: str
+    n_groups: int
+    seconds: float
+
+
+@dataclass(frozen=True)
 class EvalRecord:
     """One evaluation of a run (``test/metrics.json`` or ``evals/<name>/metrics.json``).
 
@@ -331,7 +376,16 @@ class EvalRecord:
         n_groups: Their split groups (what the intervals resample).
         metrics: Every scalar test metric (``None`` where undefined).
         confusion_matrix: Rows true class, columns predicted.
-        intervals: Per metric, a 95% interval from the patient bootstrap (``{"low", "high", ...}``).
+        intervals: Per metric, a 95% interval from the patient bootstrap (``{"low", "high", ...}``, the fields of
+            :class:`~breakhis_lit.stats.Interval`).
+        tta: Test-time augmentation of the predictions (``none`` or ``d4``).
+        bootstrap: How ``intervals`` were computed (``None`` in records without intervals).
+        image_intervals: The image-level bootstrap interval of accuracy (images resampled as if independent), for
+            contrast with the patient interval: too narrow when a patient's images are correlated.
+        validation: The threshold and temperature chosen on the validation predictions of the checkpoint's epoch.
+        metrics_at_val_threshold: The threshold-dependent metrics with decisions at ``validation.threshold``
+            (binary tasks; ``metrics`` decide at 0.5).
+        intervals_at_val_threshold: Their patient-bootstrap intervals.
         params_total: Parameters of the network.
         params_trainable: Trainable parameters.
         created: When it ran (ISO 8601, UTC).
@@ -354,6 +408,12 @@ class EvalRecord:
     params_total: int
     params_trainable: int
     intervals: dict[str, dict[str, Any]] = field(default_factory=dict)
+    tta: str = "none"
+    bootstrap: BootstrapSpec | None = None
+    image_intervals: dict[str, dict[str, Any]] = field(default_factory=dict)
+    validation: ValidationChoice | None = None
+    metrics_at_val_threshold: dict[str, float | None] = field(default_factory=dict)
+    intervals_at_val_threshold: dict[str, dict[str, Any]] = field(default_factory=dict)
     created: str = field(default_factory=utc_now)
     schema: int = SCHEMA
 
@@ -366,6 +426,8 @@ class EvalRecord:
 _NESTED: dict[tuple[type, str], type] = {
     (RunRecord, "data"): DataSpec,
     (EvalRecord, "data"): DataSpec,
+    (EvalRecord, "bootstrap"): BootstrapSpec,
+    (EvalRecord, "validation"): ValidationChoice,
 }
 _LISTS: dict[tuple[type, str], type] = {
     (RunRecord, "resumes"): Resume,
@@ -403,7 +465,7 @@ def _from_dict(cls: type, data: Any, path: Path) -> Any:
         )
     values = dict(data)
     for (owner, name), kind in _NESTED.items():
-        if owner is cls and name in values:
+        if owner is cls and values.get(name) is not None:
             values[name] = _from_dict(kind, values[name], path)
     for (owner, name), kind in _LISTS.items():
         if owner is cls and name in values:

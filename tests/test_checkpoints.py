@@ -60,7 +60,7 @@ def test_checkpoint_executing_code_is_refused(tmp_path: Path) -> None:
 
     path = tmp_path / "evil.ckpt"
     torch.save({"state_dict": {}, "x": Evil()}, path)
-    with pytest.raises(BreakHisError, match="not a readable PyTorch checkpoint"):
+    with pytest.raises(BreakHisError, match=r"is not loaded \(it names \S*print, which is neither a tensor"):
         read_checkpoint(path)
 
 
@@ -109,15 +109,13 @@ def test_background_write_snapshots_the_tensors(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt"]
 
 
-def test_reused_host_buffers_never_mix_two_saves(tmp_path: Path) -> None:
+def test_two_background_saves_never_mix(tmp_path: Path) -> None:
     io = AtomicCheckpointIO()
-    weights = torch.ones(1000).view(10, 100).t()  # non-contiguous: its layout is kept in the buffer
+    weights = torch.ones(1000).view(10, 100).t()  # non-contiguous: its layout is kept in the snapshot
     first, second = tmp_path / "a.ckpt", tmp_path / "b.ckpt"
     io.save_checkpoint({"state_dict": {"w": weights}, "step": torch.tensor(1)}, first)
-    buffer = io._buffers[0][1]
-    weights.mul_(2)  # the next save reuses the buffers once the first file is written
+    weights.mul_(2)
     io.save_checkpoint({"state_dict": {"w": weights}, "step": torch.tensor(2)}, second)
-    assert io._buffers[0][1] is buffer
     weights.zero_()
     io.teardown()
     a, b = torch.load(first, weights_only=True), torch.load(second, weights_only=True)
@@ -126,7 +124,6 @@ def test_reused_host_buffers_never_mix_two_saves(tmp_path: Path) -> None:
     assert b["state_dict"]["w"].sum().item() == 2000
     assert b["step"].item() == 2
     assert b["state_dict"]["w"].stride() == (1, 100)
-    assert io._buffers == []  # released at the end of fit
 
 
 def test_matching_refuses_foreign_class_paths_too(tmp_path: Path) -> None:
@@ -134,3 +131,27 @@ def test_matching_refuses_foreign_class_paths_too(tmp_path: Path) -> None:
     path = _ckpt(tmp_path / "x.ckpt", {"class_path": "evil.DALAResNet50", "init_args": {}})
     with pytest.raises(BreakHisError, match="not loaded for safety"):
         check_checkpoint_matches(path, {"class_path": "breakhis_lit.models.DALAResNet50", "init_args": {}})
+
+
+class _Pickled:
+    """A class a checkpoint may hold an instance of, which weights_only loading refuses."""
+
+
+@pytest.mark.parametrize("kind", ["objects", "truncated"])
+def test_refusals_say_what_the_file_is_and_never_advise_unsafe_loading(tmp_path: Path, kind: str) -> None:
+    path = tmp_path / f"{kind}.ckpt"
+    torch.save({"state_dict": {"w": torch.zeros(1000)}, "extra": _Pickled()}, path)
+    if kind == "truncated":
+        torch.save({"state_dict": {"w": torch.zeros(1000)}}, path)
+        path.write_bytes(path.read_bytes()[:2000])
+    with pytest.raises(BreakHisError) as info:
+        read_checkpoint(path)
+    message = str(info.value)
+    assert "\n" not in message
+    assert "weights_only" not in message
+    assert message.startswith(str(path))
+    assert "pass a .ckpt written by `breakhis fit`" in message
+    if kind == "objects":
+        assert f"is not loaded (it names {_Pickled.__module__}._Pickled, which is neither a tensor" in message
+    else:
+        assert "is not a readable PyTorch checkpoint (truncated or damaged" in message

@@ -221,7 +221,7 @@ def test_two_fits_started_together_get_two_runs(demo_root, tmp_path):
 
 def test_callbacks_read_the_module_and_data_through_typed_hooks():
     found = []
-    for path in [*(PACKAGE / "callbacks").rglob("*.py"), PACKAGE / "io.py"]:
+    for path in [*(PACKAGE / "callbacks").rglob("*.py"), PACKAGE / "files.py"]:
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "getattr" and node.args:
                 target = ast.unparse(node.args[0])

@@ -4,6 +4,7 @@ These run ``python -m breakhis_lit`` in subprocesses, as a user would (DDP re-la
 """
 
 import csv
+import errno
 import json
 import os
 import signal
@@ -54,13 +55,77 @@ def _breakhis(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[s
     )
 
 
+@pytest.fixture(scope="module")
+def full_run(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The logs of an uninterrupted 3-epoch fit (experiment ``full``), for the resumed runs to equal."""
+    logs = tmp_path_factory.mktemp("full") / "logs"
+    full = _breakhis("fit", *_args(demo_root, logs, "--trainer.max_epochs", "3"), "--experiment", "full")
+    assert full.returncode == 0, full.stderr[-2000:]
+    assert "litlogger" not in full.stderr  # Lightning's advertisement, silenced
+    assert "LeafSpec" not in full.stderr  # Lightning's use of a deprecated torch API, silenced
+    return logs
+
+
+def _assert_same_run(full: Path, resumed: Path) -> None:
+    """The resumed run's weights equal the uninterrupted one's bit for bit, and so does its history."""
+    a = torch.load(full / "checkpoints/last.ckpt", weights_only=True)
+    b = torch.load(resumed / "checkpoints/last.ckpt", weights_only=True)
+    assert a["epoch"] == b["epoch"] == 2
+    for key, tensor in a["state_dict"].items():
+        assert torch.equal(tensor, b["state_dict"][key]), key
+    rows_a = list(csv.DictReader((full / "history.csv").open()))
+    rows_b = list(csv.DictReader((resumed / "history.csv").open()))
+    assert [r["epoch"] for r in rows_b] == ["0", "1", "2"]
+    for row_a, row_b in zip(rows_a, rows_b, strict=True):
+        # Every epoch's row is whole, the one last.ckpt was written in too (its training metrics are computed
+        # before validation, so the checkpoint holds them), and equal but for timings.
+        timing = {"elapsed_s", "train/throughput_img_s"}
+        keys = [k for k in row_a if k not in timing]
+        assert {k: row_a[k] for k in keys} == {k: row_b[k] for k in keys}
+        assert row_b["train/loss"]
+        assert row_b["train/balanced_accuracy"]
+
+
+def _sigint_default() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)  # a background shell starts children with SIGINT ignored
+
+
 @pytest.mark.slow
-def test_killed_fit_resumes_to_the_same_result(demo_root: Path, tmp_path: Path) -> None:
+def test_ctrl_c_exits_130_and_resumes_from_the_last_epoch(demo_root: Path, full_run: Path, tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    # No best.ckpt, so that last.ckpt is written only by its interval (60 s: after the first epoch alone).
+    common = _args(demo_root, logs, "--trainer.max_epochs", "3", "--checkpoint.save_top_k", "0")
+    cmd = [sys.executable, "-m", "breakhis_lit", "fit", *common, "--experiment", "ctrl_c"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        preexec_fn=_sigint_default,
+    )  # fmt: skip
+    run = logs / "ctrl_c" / "version_0"
+    history = run / "history.csv"
+    deadline = time.monotonic() + 240
+    while proc.poll() is None and time.monotonic() < deadline:
+        if history.is_file() and len(history.read_text().splitlines()) >= 3:  # epochs 0 and 1 done, 2 running
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr[-2000:]
+    assert "Traceback" not in stderr
+    assert f"{run / 'checkpoints' / 'last.ckpt'} now holds the end of epoch 1" in stderr
+    assert stderr.rstrip().endswith("interrupted")
+    assert torch.load(run / "checkpoints/last.ckpt", weights_only=True)["epoch"] == 1  # not 0, the interval's
+
+    resumed = _breakhis("fit", *common, "--experiment", "ctrl_c", "--ckpt_path", "last")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert not (logs / "ctrl_c" / "version_1").exists()
+    _assert_same_run(full_run / "full" / "version_0", run)
+
+
+@pytest.mark.slow
+def test_killed_fit_resumes_to_the_same_result(demo_root: Path, full_run: Path, tmp_path: Path) -> None:
     logs = tmp_path / "logs"
     common = _args(demo_root, logs, "--trainer.max_epochs", "3")
-    full = _breakhis("fit", *common, "--experiment", "full")
-    assert full.returncode == 0, full.stderr[-2000:]
-
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     cmd = [sys.executable, "-m", "breakhis_lit", "fit", *common, "--experiment", "killed"]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -78,20 +143,7 @@ def test_killed_fit_resumes_to_the_same_result(demo_root: Path, tmp_path: Path) 
     assert "using checkpoint" in resumed.stderr
     assert not (logs / "killed" / "version_1").exists()  # resumed in place
 
-    a = torch.load(logs / "full/version_0/checkpoints/last.ckpt", weights_only=True)
-    b = torch.load(last, weights_only=True)
-    assert a["epoch"] == b["epoch"] == 2
-    for key, tensor in a["state_dict"].items():
-        assert torch.equal(tensor, b["state_dict"][key]), key
-    rows_a = list(csv.DictReader((logs / "full/version_0/history.csv").open()))
-    rows_b = list(csv.DictReader((logs / "killed/version_0/history.csv").open()))
-    assert [r["epoch"] for r in rows_b] == ["0", "1", "2"]
-    for row_a, row_b in zip(rows_a, rows_b, strict=True):
-        # The epoch cut by the kill keeps its validation metrics (its training ones were not computed yet when
-        # last.ckpt was written); every later epoch is identical.
-        timing = {"elapsed_s", "train/throughput_img_s"}
-        keys = [k for k in row_a if k not in timing and (row_b["epoch"] != "0" or not k.startswith("train/"))]
-        assert {k: row_a[k] for k in keys} == {k: row_b[k] for k in keys}
+    _assert_same_run(full_run / "full" / "version_0", logs / "killed" / "version_0")
 
 
 @pytest.mark.slow
@@ -177,4 +229,75 @@ def test_non_finite_loss_stops_the_run(
     last = logs / "demo" / "version_0" / "checkpoints" / "last.ckpt"
     checkpoint = torch.load(last, weights_only=True)
     assert checkpoint["epoch"] == 0  # the last good epoch, not the poisoned one
+    assert all(torch.isfinite(t).all() for t in checkpoint["state_dict"].values() if t.is_floating_point())
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A 200 MB tmpfs (where mounting is allowed), else a folder whose second checkpoint write finds the disk full."""
+    folder = tmp_path / "small"
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=200m", "tmpfs", str(folder)], capture_output=True)
+    if mounted.returncode != 0:
+        saves = {"n": 0}
+        real_save = torch.save
+
+        def save(obj: object, f: object, *args: object, **kwargs: object) -> None:
+            saves["n"] += 1
+            if saves["n"] > 1:  # a checkpoint is ~136 MB: the second one does not fit on 200 MB
+                raise OSError(errno.ENOSPC, "No space left on device")
+            real_save(obj, f, *args, **kwargs)
+
+        monkeypatch.setattr(torch, "save", save)
+    yield folder
+    if mounted.returncode == 0:
+        subprocess.run(["umount", str(folder)], check=False)
+
+
+def test_full_disk_is_one_line_and_keeps_the_checkpoints(
+    demo_root: Path, small_disk: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    logs = small_disk / "logs"
+    args = _args(demo_root, logs, "--trainer.max_epochs", "3", "--last_checkpoint.min_interval_s", "0")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", *args, "--data.image_size", "32"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, err[-3000:]
+    run = logs / "demo" / "version_0"
+    assert f"{run / 'checkpoints'}/" in errors[0]
+    assert ".ckpt: no space left to write it (" in errors[0]
+    assert " free of " in errors[0]
+    # The first epoch's checkpoints load; no partial file is left; the run's records are there.
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
+    for name in ("best.ckpt", "last.ckpt"):
+        checkpoint = torch.load(run / "checkpoints" / name, weights_only=True)
+        assert checkpoint["epoch"] == 0
+    for name in ("run.json", "config.yaml", "splits.csv", "history.csv"):
+        assert (run / name).is_file(), name
+
+
+def test_weights_blowing_up_with_a_finite_loss_stop_the_run(
+    demo_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from breakhis_lit.models import classifier
+
+    def blow_up(self, outputs, batch, batch_idx):
+        # After the last optimiser step of epoch 1 (its loss was finite), as a learning rate grown 1e4-fold does.
+        if self.current_epoch == 1 and batch_idx == self.trainer.num_training_batches - 1:
+            with torch.no_grad():
+                for parameter in self.parameters():
+                    parameter.fill_(float("inf"))
+
+    monkeypatch.setattr(classifier.BreakHisClassifier, "on_train_batch_end", blow_up, raising=False)
+    logs = tmp_path / "logs"
+    args = _args(demo_root, logs, "--trainer.max_epochs", "3", "--data.image_size", "32")
+    message = _fails_with(capsys, "fit", *args)
+    assert "model outputs became non-finite in epoch 1 (validation after step " in message
+    assert "--model.lr_scheduler" in message
+    last = logs / "demo" / "version_0" / "checkpoints" / "last.ckpt"
+    checkpoint = torch.load(last, weights_only=True)
+    assert checkpoint["epoch"] == 0  # the last good epoch
     assert all(torch.isfinite(t).all() for t in checkpoint["state_dict"].values() if t.is_floating_point())

@@ -1,9 +1,10 @@
-"""Lightning callbacks: run records, history, last checkpoint, evaluation reports, figures, throughput, Grad-CAM."""
+"""Lightning callbacks: run records, history, checkpoints for resuming, reports, figures, throughput, Grad-CAM."""
 
 from breakhis_lit.callbacks.evaluation_report import EvaluationReport
 from breakhis_lit.callbacks.figures import EvaluationFigures
 from breakhis_lit.callbacks.gradcam import GradCAMCallback
 from breakhis_lit.callbacks.history import RunHistory
+from breakhis_lit.callbacks.interrupt import ResumableInterrupt
 from breakhis_lit.callbacks.last_checkpoint import LastCheckpoint
 from breakhis_lit.callbacks.prediction_writer import PredictionCSVWriter
 from breakhis_lit.callbacks.run_record import RunRecorder
@@ -15,6 +16,7 @@ __all__ = [
     "GradCAMCallback",
     "LastCheckpoint",
     "PredictionCSVWriter",
+    "ResumableInterrupt",
     "RunHistory",
     "RunRecorder",
     "Throughput",

@@ -13,8 +13,8 @@ from typing_extensions import override
 
 from breakhis_lit.data.datamodule import BreakHisDataModule
 from breakhis_lit.errors import BreakHisError
+from breakhis_lit.files import run_dir
 from breakhis_lit.gradcam import caption, compute_cams, grid, overlay, save_figure, save_png
-from breakhis_lit.io import run_dir
 from breakhis_lit.models.classifier import BreakHisClassifier
 from breakhis_lit.rundir import GRADCAM, GRADCAM_MANIFEST, GradCAMEntry, write_gradcam_manifest
 

@@ -10,7 +10,8 @@ import lightning as L
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from typing_extensions import override
 
-from breakhis_lit.io import run_dir
+from breakhis_lit.files import run_dir
+from breakhis_lit.models.classifier import BreakHisClassifier
 from breakhis_lit.rundir import FIT_RECORD, HISTORY, FitRecord, write_history, write_record
 
 
@@ -32,6 +33,7 @@ class RunHistory(Callback):
         self._pending_epoch: int | None = None
         self._pending_elapsed = 0.0
         self._trainer_metrics: dict[str, Any] | None = None
+        self._train_metrics: dict[str, Any] = {}
 
     def _elapsed(self) -> float:
         return self.elapsed_before + time.perf_counter() - self._start
@@ -46,6 +48,11 @@ class RunHistory(Callback):
             self._pending_epoch = trainer.current_epoch
             self._pending_elapsed = self._elapsed()
             self._trainer_metrics = trainer.callback_metrics
+            # The module's training metrics of this epoch, when it computes them before validation (Lightning logs
+            # them only after it): a checkpoint written now then holds the epoch's whole row.
+            result = pl_module.result("train") if isinstance(pl_module, BreakHisClassifier) else None
+            fresh = result is not None and result.epoch == trainer.current_epoch
+            self._train_metrics = dict(result.metrics) if fresh else {}
 
     @override
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -98,8 +105,11 @@ class RunHistory(Callback):
     def state_dict(self) -> dict[str, Any]:
         rows = list(self.rows)
         if self._pending_epoch is not None and self._trainer_metrics is not None:
-            # Checkpoints are written after validation, before the epoch's training metrics exist.
-            partial = {k: float(v) for k, v in self._trainer_metrics.items() if k.startswith("val/") and v.numel() == 1}
+            # Checkpoints are written after validation, before Lightning has logged the epoch's training metrics:
+            # they come from the module (see on_validation_end), the validation ones from Lightning.
+            val = {k: v for k, v in self._trainer_metrics.items() if k.startswith("val/")}
+            metrics = {**self._train_metrics, **val}
+            partial = {k: float(v) for k, v in sorted(metrics.items()) if v.numel() == 1}
             rows.append({"epoch": self._pending_epoch, "elapsed_s": round(self._pending_elapsed, 3), **partial})
         return {"rows": rows, "elapsed_s": self._elapsed() if self._start else self.elapsed_before}
 

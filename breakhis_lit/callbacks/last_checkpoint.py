@@ -14,6 +14,8 @@ from breakhis_lit.checkpoints import AtomicCheckpointIO
 from breakhis_lit.errors import BreakHisError
 
 
+# Kept over ModelCheckpoint's options (4 epochs, best at epoch 0): save_last=True or "link" leave last.ckpt at
+# epoch 0, every_n_epochs=1 writes 5 files (epoch 0 twice), train_time_interval=1h writes none.
 class LastCheckpoint(ModelCheckpoint):
     """Write ``checkpoints/last.ckpt`` at epoch ends, for ``fit --ckpt_path last``.
 

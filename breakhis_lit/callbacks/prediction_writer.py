@@ -13,7 +13,7 @@ from typing_extensions import override
 from breakhis_lit.data.datamodule import BreakHisDataModule
 from breakhis_lit.distributed import gather_uneven
 from breakhis_lit.errors import BreakHisError
-from breakhis_lit.io import run_dir
+from breakhis_lit.files import run_dir
 from breakhis_lit.rundir import PredictionRow, write_predictions
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections import Counter
 from pathlib import Path
@@ -106,6 +107,31 @@ def _split(args: argparse.Namespace) -> int:
     return 0
 
 
+_DATA_OPTION = re.compile(r"--data\.([a-z_]+)")
+
+
+def verb_options(message: str, parser: argparse.ArgumentParser) -> str:
+    """``message`` with ``--data.NAME`` (the option as ``breakhis fit`` spells it) as this verb spells it.
+
+    The data layer's errors name the options of the Lightning verbs (``--data.val_ratio``); ``breakhis data split``
+    takes ``--val-ratio``. Options the verb does not take are left as they are.
+    """
+    accepted = {flag for action in parser._actions for flag in action.option_strings}
+
+    def swap(match: re.Match[str]) -> str:
+        flag = "--" + match.group(1).replace("_", "-")
+        return flag if flag in accepted else match.group(0)
+
+    return _DATA_OPTION.sub(swap, message)
+
+
+def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action.choices[name]
+    raise KeyError(name)  # pragma: no cover
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run ``breakhis data``.
 
@@ -118,8 +144,12 @@ def main(argv: list[str] | None = None) -> int:
     Raises:
         BreakHisError: For bad input (missing root, unknown magnification, existing --out...).
     """
-    args = build_parser().parse_args(argv)
-    return {"summary": _summary, "check": _check, "split": _split}[args.command](args)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return {"summary": _summary, "check": _check, "split": _split}[args.command](args)
+    except BreakHisError as err:
+        raise BreakHisError(verb_options(str(err), _subparser(parser, args.command))) from None
 
 
 if __name__ == "__main__":

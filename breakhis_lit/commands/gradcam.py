@@ -16,9 +16,6 @@ from tqdm.auto import tqdm
 
 from breakhis_lit.errors import BreakHisError
 
-DEFAULT_IMAGE_SIZE = 224
-BINARY_CLASSES = ("benign", "malignant")
-
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``breakhis gradcam``."""
@@ -44,8 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="CFG",
-        help="The run's config (repeatable, later files win): finds the checkpoint by experiment and supplies "
-        "data.image_size / data.task when the checkpoint lacks them.",
+        help="The run's config, a file or a shipped config's name (repeatable, later files win): finds the "
+        "checkpoint by its experiment and log_root.",
     )
     parser.add_argument("--experiment", help="With --config: the run name (default: the config's experiment).")
     parser.add_argument(
@@ -64,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--image_size",
         dest="image_size",
         type=int,
-        help=f"Model input side in pixels; default: the checkpoint's data.image_size, else {DEFAULT_IMAGE_SIZE}.",
+        help="Model input side in pixels; default: the checkpoint's data.image_size (else 224).",
     )
     parser.add_argument("--batch-size", "--batch_size", dest="batch_size", type=int, default=16)
     parser.add_argument("--device", default="auto", help="'auto' (CUDA when available), 'cpu', 'cuda', 'cuda:1'...")
@@ -72,11 +69,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _read_configs(paths: Sequence[str]) -> dict[str, Any]:
-    """Merge the keys this command uses from LightningCLI config files (later files win)."""
-    merged: dict[str, Any] = {}
+def _read_configs(paths: Sequence[str]) -> dict[str, str]:
+    """``experiment`` and ``log_root`` of LightningCLI config files (later files win), to find the run.
+
+    Read as plain YAML: LightningCLI's parser would build the model, the data and a run directory to tell them.
+    """
+    from breakhis_lit.config_files import resolve_config
+
+    merged: dict[str, str] = {}
     for name in paths:
-        path = Path(name)
+        path = Path(resolve_config(name))
         try:
             loaded = yaml.safe_load(path.read_text())
         except (OSError, yaml.YAMLError) as err:
@@ -84,15 +86,7 @@ def _read_configs(paths: Sequence[str]) -> dict[str, Any]:
             raise BreakHisError(f"--config {path}: cannot read it as YAML ({reason}); pass a breakhis config") from None
         if not isinstance(loaded, dict):
             raise BreakHisError(f"--config {path}: not a YAML mapping; pass a breakhis config file")
-        for key in ("experiment", "log_root"):
-            if loaded.get(key) is not None:
-                merged[key] = str(loaded[key])
-        data = loaded.get("data") or {}
-        if isinstance(data, dict):
-            data = data.get("init_args", data)
-            for key in ("image_size", "task"):
-                if data.get(key) is not None:
-                    merged[key] = data[key]
+        merged.update({key: str(loaded[key]) for key in ("experiment", "log_root") if loaded.get(key) is not None})
     return merged
 
 
@@ -119,33 +113,19 @@ def _side(value: Any, source: str) -> int:
     return value
 
 
-def _image_size(explicit: int | None, datamodule_hparams: dict[str, Any], config: dict[str, Any]) -> int:
-    trained = datamodule_hparams.get("image_size", config.get("image_size"))
-    trained = None if trained is None else _side(trained, "data.image_size")
-    if explicit is not None:
-        explicit = _side(explicit, "--image-size")
-        if trained is not None and explicit != trained:
-            print(
-                f"warning: --image-size {explicit} differs from the training image size {trained}",
-                file=sys.stderr,
-            )
-        return explicit
-    return trained if trained is not None else DEFAULT_IMAGE_SIZE
+def _data(explicit_size: int | None, datamodule_hparams: dict[str, Any]) -> Any:
+    """The data module of the checkpoint's data options: its classes, image size and normalisation."""
+    from breakhis_lit.data import BreakHisDataModule
 
-
-def _class_names(num_classes: int, datamodule_hparams: dict[str, Any], config: dict[str, Any]) -> list[str]:
-    from breakhis_lit.data.naming import SUBTYPE_CODES
-
-    task = datamodule_hparams.get("task", config.get("task"))
-    if task == "subtype" or (task is None and num_classes == len(SUBTYPE_CODES)):
-        names = list(SUBTYPE_CODES)
-    elif task == "binary" or (task is None and num_classes == 2):
-        names = list(BINARY_CLASSES)
-    else:
-        names = [f"class_{k}" for k in range(num_classes)]
-    if len(names) != num_classes:
-        names = [f"class_{k}" for k in range(num_classes)]
-    return names
+    size = trained = datamodule_hparams.get("image_size")
+    if trained is not None:
+        size = trained = _side(trained, "data.image_size")
+    if explicit_size is not None:
+        size = _side(explicit_size, "--image-size")
+        if trained is not None and size != trained:
+            print(f"warning: --image-size {size} differs from the training image size {trained}", file=sys.stderr)
+    options = {"task": datamodule_hparams.get("task"), "image_size": size}
+    return BreakHisDataModule(**{k: v for k, v in options.items() if v is not None})
 
 
 def _target_index(target: str | None, classes: list[str]) -> int | None:
@@ -177,7 +157,7 @@ def collect_images(inputs: Sequence[str], exclude: Path | None = None) -> list[P
     Raises:
         BreakHisError: When an input does not exist, a folder cannot be read, or nothing is found.
     """
-    from breakhis_lit.data.index import IMAGE_EXTENSIONS, is_image_name, skipped_files_message, walk_files
+    from breakhis_lit.data.index import IMAGE_EXTENSIONS, find_images, skipped_files_message, skipped_links_message
 
     skip = exclude.resolve() if exclude is not None else None
     found: list[Path] = []
@@ -185,10 +165,9 @@ def collect_images(inputs: Sequence[str], exclude: Path | None = None) -> list[P
     for name in inputs:
         path = Path(name)
         if path.is_dir():
-            walked = walk_files(path)
-            candidates, others = [], []
-            for rel in walked.files:
-                (candidates if is_image_name(rel.rsplit("/", 1)[-1]) else others).append(path / rel)
+            listing = find_images(path)
+            candidates = [path / rel for rel in listing.images]
+            others = [path / rel for rel in listing.others]
             if skip is not None:
                 candidates = [p for p in candidates if not p.resolve().is_relative_to(skip)]
                 others = [p for p in others if not p.resolve().is_relative_to(skip)]
@@ -196,12 +175,8 @@ def collect_images(inputs: Sequence[str], exclude: Path | None = None) -> list[P
             if others:
                 rels = sorted(p.relative_to(path).as_posix() for p in others)
                 print(f"warning: {skipped_files_message(path, rels)}", file=sys.stderr)
-            if walked.skipped_links:
-                print(
-                    f"warning: {len(walked.skipped_links)} linked folder(s) below {path} lead to folders already "
-                    f"listed and were not entered again (e.g. {walked.skipped_links[0]})",
-                    file=sys.stderr,
-                )
+            if listing.skipped_links:
+                print(f"warning: {skipped_links_message(path, listing.skipped_links)}", file=sys.stderr)
         elif path.is_file():
             candidates = [path]
         else:
@@ -277,9 +252,8 @@ def main(argv: list[str] | None = None) -> int:
     """
     from breakhis_lit.checkpoints import read_checkpoint
     from breakhis_lit.data.cache import BadImageError, decode_image
-    from breakhis_lit.data.transforms import normalize
+    from breakhis_lit.files import atomic_write_text
     from breakhis_lit.gradcam import compute_cams, overlay, save_png
-    from breakhis_lit.io import atomic_write_text
 
     args = build_parser().parse_args(argv)
     if args.batch_size < 1:
@@ -296,11 +270,16 @@ def main(argv: list[str] | None = None) -> int:
     outputs = _output_paths(images, args.out, args.force)
     device = _device(args.device)
 
+    data = _data(args.image_size, datamodule_hparams)
     model = _load_model(ckpt_path)
     backbone = model.backbone.to(device).eval()
-    classes = _class_names(int(backbone.num_classes), datamodule_hparams, config)
+    classes, size = list(data.classes), int(data.image_size)
+    if len(classes) != backbone.num_classes:
+        raise BreakHisError(
+            f"{ckpt_path}: the model has {backbone.num_classes} classes but data.task {data.task!r} has "
+            f"{len(classes)}; pass the run's --config"
+        )
     target = _target_index(args.target_class, classes)
-    size = _image_size(args.image_size, datamodule_hparams, config)
     print(
         f"gradcam: {len(images)} image(s), checkpoint {ckpt_path}, input {size}x{size}, classes {', '.join(classes)}",
         file=sys.stderr,
@@ -319,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
             except BadImageError as err:
                 raise BreakHisError(f"{err.path}: cannot read the image ({err.reason}); remove or replace it") from None
             targets = None if target is None else [target] * len(batch)
-            cams, probs = compute_cams(backbone, normalize(resized), targets, batch_size=args.batch_size)
+            cams, probs = compute_cams(backbone, data.normalize(resized), targets, batch_size=args.batch_size)
             for k, image in enumerate(batch):
                 save_png(overlay(originals[k], cams[k]), outputs[start + k])
                 pred = int(probs[k].argmax())

@@ -1,11 +1,10 @@
-"""``breakhis report``: Tables 5 and 6 beside the paper's, training curves, confusions and Grad-CAM for runs."""
+"""``breakhis report``: Tables 5 and 6 with intervals, paired comparisons, calibration and figures for runs."""
 
 import argparse
 import sys
 
 from breakhis_lit.errors import BreakHisError
-from breakhis_lit.reporting.report import FORMATS, write_report
-from breakhis_lit.reporting.runs import group_runs, load_runs
+from breakhis_lit.reporting.options import DEFAULT_METRICS, DEFAULT_REFERENCE, FORMATS, BootstrapOptions
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -16,7 +15,8 @@ def build_parser() -> argparse.ArgumentParser:
             "Summarise fitted runs (directories made by breakhis fit) and their evaluations as the paper's "
             "Tables 5 and 6, "
             "training curves, confusion matrices and Grad-CAM pairs, beside the paper's own numbers. "
-            "Runs that differ only in seed or fold are averaged (mean ± std, with n)."
+            "Runs that differ only in seed or fold are averaged (mean ± std, with n) and get a patient-bootstrap "
+            "interval; every model is compared with --reference on the same test patients (comparisons.md)."
         ),
     )
     parser.add_argument(
@@ -45,6 +45,24 @@ def build_parser() -> argparse.ArgumentParser:
         default="md,csv",
         help="table formats, comma-separated: md, csv (default md,csv); report.md is always written",
     )
+    parser.add_argument(
+        "--reference",
+        default=DEFAULT_REFERENCE,
+        metavar="MODEL",
+        help=f"the model every other model is compared with (default {DEFAULT_REFERENCE}, the paper's)",
+    )
+    parser.add_argument(
+        "--metric",
+        action="append",
+        default=None,
+        metavar="NAME",
+        help="metric of the paired comparisons (repeat for several; default accuracy); each is one Holm test",
+    )
+    parser.add_argument("--method", default="bca", choices=("bca", "expanded", "percentile"), help="interval method")
+    parser.add_argument("--n-resamples", type=int, default=2000, help="bootstrap replicates (default 2000)")
+    parser.add_argument(
+        "--no-intervals", action="store_true", help="leave out intervals and comparisons (reads no predictions.csv)"
+    )
     return parser
 
 
@@ -71,8 +89,20 @@ def main(argv: list[str] | None = None) -> int:
             (the ``breakhis`` entry point prints it as one ``error:`` line).
     """
     args = build_parser().parse_args(argv)
+    from breakhis_lit.reporting.report import write_report  # torch and matplotlib: not for --help
+    from breakhis_lit.reporting.runs import group_runs, load_runs
+
     formats = parse_formats(args.format)
+    if args.n_resamples < 100:
+        raise BreakHisError(f"--n-resamples {args.n_resamples}: use at least 100 (2000 is the default)")
     runs = load_runs(args.run_dirs)
+    if args.metric:
+        from breakhis_lit.stats.replicates import metric_names
+
+        known = metric_names(runs[0].classes)
+        unknown = [name for name in args.metric if name not in known]
+        if unknown:
+            raise BreakHisError(f"--metric {unknown[0]}: unknown; choose from {', '.join(known)}")
     print(f"report: {len(runs)} evaluation(s) in {len(group_runs(runs))} model × magnification group(s)")
     written = write_report(
         runs,
@@ -81,6 +111,9 @@ def main(argv: list[str] | None = None) -> int:
         paper_table5=args.paper_table5,
         paper_table6=args.paper_table6,
         log=lambda message: print(f"note: {message}"),
+        reference=args.reference,
+        metrics=args.metric or list(DEFAULT_METRICS),
+        bootstrap=None if args.no_intervals else BootstrapOptions(method=args.method, n_resamples=args.n_resamples),
     )
     for path in written:
         print(f"wrote {path}")

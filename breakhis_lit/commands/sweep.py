@@ -15,6 +15,7 @@ from pathlib import Path
 
 import yaml
 
+from breakhis_lit.config_files import resolve_config
 from breakhis_lit.errors import BreakHisError
 from breakhis_lit.rundir import LAST, versions
 
@@ -27,6 +28,8 @@ class SweepRun:
     magnification: str
     seed: int
     experiment: str
+    model: str = ""
+    """The config's experiment name (``attn``, ``resnet50``...)."""
     status: str = "pending"
     """pending, skipped (already finished), done or failed."""
     seconds: float = 0.0
@@ -47,11 +50,13 @@ def _experiment_name(config: Path) -> str:
 def plan(configs: list[Path], magnifications: list[str], seeds: list[int]) -> list[SweepRun]:
     """The sweep's runs in order (config, then magnification, then seed)."""
     runs = []
+    configs = [Path(resolve_config(config)) for config in configs]
     for config, mag, seed in itertools.product(configs, magnifications, seeds):
         if not config.is_file():
             raise BreakHisError(f"--configs {config}: no such file")
-        name = f"{_experiment_name(config)}-{mag}x-seed{seed}"
-        runs.append(SweepRun(config=config, magnification=mag, seed=seed, experiment=name))
+        model = _experiment_name(config)
+        name = f"{model}-{mag}x-seed{seed}"
+        runs.append(SweepRun(config=config, magnification=mag, seed=seed, experiment=name, model=model))
     return runs
 
 
@@ -79,11 +84,36 @@ def _commands(run: SweepRun, log_root: Path, extra: list[str], resume: bool) -> 
     return [fit, [sys.executable, "-m", "breakhis_lit", "test", *common]]
 
 
+def log_path(run: SweepRun, log_root: Path) -> Path:
+    """Where the output of a run's fit and test goes."""
+    return log_root / "sweep" / f"{run.experiment}.log"
+
+
+def describe(run: SweepRun) -> str:
+    """``resnet50 100X seed 2``."""
+    mag = "all magnifications" if run.magnification.lower() == "all" else f"{run.magnification.upper()}X"
+    return f"{run.model or run.experiment} {mag} seed {run.seed}"
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    minutes = round(seconds / 60)
+    return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"
+
+
+def eta(finished: list[float], remaining: int, workers: int) -> str:
+    """The time left, from the mean time of the finished runs (``""`` before one finished)."""
+    if not finished or remaining <= 0:
+        return ""
+    return f"ETA {_duration(sum(finished) / len(finished) * remaining / max(workers, 1))}"
+
+
 def _execute(run: SweepRun, log_root: Path, extra: list[str], device: str | None) -> None:
     env = dict(os.environ)
     if device is not None:
         env["CUDA_VISIBLE_DEVICES"] = device
-    run.log = log_root / "sweep" / f"{run.experiment}.log"
+    run.log = log_path(run, log_root)
     run.log.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     resume = _has_last(log_root, run.experiment)
@@ -107,7 +137,11 @@ def _execute(run: SweepRun, log_root: Path, extra: list[str], device: str | None
 
 
 def run_sweep(runs: list[SweepRun], log_root: Path, extra: list[str], devices: list[str] | None) -> list[SweepRun]:
-    """Run every unfinished run, ``len(devices)`` at a time (one per GPU), reporting as they end."""
+    """Run every unfinished run, ``len(devices)`` at a time (one per GPU).
+
+    Each run is announced when it starts (``[3/40] start  resnet50 100X seed 2: ..., log PATH (ETA 2 h 10 min)``, the
+    ETA from the mean time of the runs finished so far) and reported when it ends.
+    """
     todo: queue.Queue[SweepRun] = queue.Queue()
     for run in runs:
         if _finished(log_root, run.experiment):
@@ -115,22 +149,33 @@ def run_sweep(runs: list[SweepRun], log_root: Path, extra: list[str], devices: l
             print(f"skip   {run.experiment}: already tested", flush=True)
         else:
             todo.put(run)
-    total, done = todo.qsize(), itertools.count(1)
+    total, started, done = todo.qsize(), itertools.count(1), itertools.count(1)
     lock = threading.Lock()
+    workers = len(devices or [None])
+    finished: list[float] = []  # seconds of the runs that ended, for the ETA
 
     def worker(device: str | None) -> None:
         while True:
-            try:
-                run = todo.get_nowait()
-            except queue.Empty:
-                return
+            with lock:
+                try:
+                    run = todo.get_nowait()
+                except queue.Empty:
+                    return
+                n = next(started)
+                where = f" on GPU {device}" if device is not None else ""
+                left = eta(finished, total - n + 1, workers)
+                print(
+                    f"[{n}/{total}] start  {describe(run)}{where}: {run.experiment}, log {log_path(run, log_root)}"
+                    + (f" ({left})" if left else ""),
+                    flush=True,
+                )
             _execute(run, log_root, extra, device)
             with lock:
-                where = f" on GPU {device}" if device is not None else ""
+                finished.append(run.seconds)
                 notes = f" ({'; '.join(run.notes)})" if run.notes else ""
                 print(
-                    f"[{next(done)}/{total}] {run.status:6s} {run.experiment}{where} in {run.seconds:.0f} s{notes}"
-                    f" — log {run.log}",
+                    f"[{next(done)}/{total}] {run.status:6s} {run.experiment}{where} in {_duration(run.seconds)}"
+                    f"{notes} — log {run.log}",
                     flush=True,
                 )
 
@@ -150,7 +195,13 @@ def build_parser() -> argparse.ArgumentParser:
         "present) are skipped, interrupted ones resume from last.ckpt, a failed run is reported and the sweep "
         "goes on. Arguments after -- go to every fit and test, e.g. -- --data.root /data/BreaKHis_v1.",
     )
-    parser.add_argument("--configs", nargs="+", type=Path, required=True, help="One config per model.")
+    parser.add_argument(
+        "--configs",
+        nargs="+",
+        type=Path,
+        required=True,
+        help="One config per model (a file or a shipped config's name).",
+    )
     parser.add_argument("--magnifications", nargs="+", default=["40", "100", "200", "400"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument(

@@ -40,7 +40,7 @@ from PIL import Image, UnidentifiedImageError
 from tqdm.auto import tqdm
 
 from breakhis_lit.errors import BreakHisError
-from breakhis_lit.io import atomic_write
+from breakhis_lit.files import atomic_write
 
 if TYPE_CHECKING:
     from breakhis_lit.stain.base import StainTarget

@@ -46,10 +46,10 @@ from breakhis_lit.data.device import to_device
 from breakhis_lit.data.index import (
     IMAGE_EXTENSIONS,
     DatasetIndex,
-    is_image_name,
+    find_images,
     scan,
     skipped_files_message,
-    walk_files,
+    skipped_links_message,
 )
 from breakhis_lit.data.naming import LABELS, SUBTYPE_CODES, parse_magnification, try_parse_filename
 from breakhis_lit.data.official import NUM_OFFICIAL_FOLDS
@@ -521,28 +521,17 @@ class BreakHisDataModule(LightningDataModule):
         root = Path(self.predict_root).expanduser()
         if not root.is_dir():
             raise BreakHisError(f"{root}: predict_root is not an existing folder; pass --data.predict_root DIR")
-        walked = walk_files(root)
-        if walked.skipped_links:
-            log.warning(
-                "%d linked folder(s) below %s lead to folders already listed and were not entered again (e.g. %s)",
-                len(walked.skipped_links),
-                root,
-                walked.skipped_links[0],
-            )
-        files: list[tuple[str, Path]] = []
-        skipped: list[str] = []
-        for rel in walked.files:
-            if is_image_name(rel.rsplit("/", 1)[-1]):
-                files.append((rel, root / rel))
-            else:
-                skipped.append(rel)
+        found = find_images(root)
+        if found.skipped_links:
+            log.warning(skipped_links_message(root, found.skipped_links))
+        files = [(rel, root / rel) for rel in found.images]
         if not files:
             raise BreakHisError(
                 f"{root}: no images ({' '.join(IMAGE_EXTENSIONS)}) found in this folder or below; "
                 f"pass --data.predict_root pointing at your images"
             )
-        if skipped:
-            log.warning(skipped_files_message(root, skipped))
+        if found.others:
+            log.warning(skipped_files_message(root, found.others))
         extra_key = f"predict:{root.resolve()}"
         cached = self._load_cache(files, extra_key=extra_key)
         target = self._saved_target()

@@ -253,6 +253,43 @@ def walk_files(top: Path) -> WalkResult:
     return WalkResult(found, sorted(skipped))
 
 
+@dataclass(frozen=True)
+class ImageFiles:
+    """Output of :func:`find_images`: the files below a folder, as posix paths relative to it, in walk order.
+
+    Attributes:
+        images: Files with an extension of :data:`IMAGE_EXTENSIONS` (not hidden).
+        others: Every other file.
+        skipped_links: Linked folders not entered again (see :class:`WalkResult`).
+    """
+
+    images: list[str]
+    others: list[str]
+    skipped_links: list[str]
+
+
+def find_images(top: Path) -> ImageFiles:
+    """The image files below ``top`` (``--data.predict_root`` and ``breakhis gradcam`` folders), recursively.
+
+    Raises:
+        BreakHisError: If a folder cannot be read (see :func:`walk_files`).
+    """
+    walked = walk_files(top)
+    images: list[str] = []
+    others: list[str] = []
+    for rel in walked.files:
+        (images if is_image_name(rel.rsplit("/", 1)[-1]) else others).append(rel)
+    return ImageFiles(images, others, walked.skipped_links)
+
+
+def skipped_links_message(folder: str | os.PathLike, links: list[str]) -> str:
+    """One line saying how many linked folders below a folder were not entered again, with an example."""
+    return (
+        f"{len(links)} linked folder(s) below {folder} lead to folders already listed and were not entered again "
+        f"(e.g. {links[0]})"
+    )
+
+
 def scan(root: str | os.PathLike) -> DatasetIndex:
     """Index a BreakHis root without decoding any image.
 

@@ -36,7 +36,7 @@ import numpy as np
 from breakhis_lit.data.naming import LABELS, BreakHisImage, parse_magnification
 from breakhis_lit.data.official import NUM_OFFICIAL_FOLDS, load_official_files
 from breakhis_lit.errors import BreakHisError
-from breakhis_lit.io import atomic_write_text
+from breakhis_lit.files import atomic_write_text
 
 log = logging.getLogger(__name__)
 

@@ -210,6 +210,8 @@ class ClassificationMetrics(nn.Module):
         """All scalar metrics since the last reset, keyed as :meth:`keys` (0-d float tensors)."""
         values = self.metrics.compute()
         values.pop(_CONFUSION)
+        # Not torchmetrics' ClasswiseWrapper: its merge_state raises (full_state_update unset), and as a compute-group
+        # follower (it costs no op there: 40 ops per update either way) it warns at every compute.
         f1 = values.pop(_F1_PER_CLASS)
         for name, value in zip(self.class_names, f1.unbind(0), strict=True):
             values[f"f1_{name}"] = value

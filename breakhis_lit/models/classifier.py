@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import os
 import random
@@ -15,13 +16,20 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
-from torch import Tensor, nn
+from torch import Tensor
+from torchmetrics import MeanMetric
 from typing_extensions import override
 
 from breakhis_lit.distributed import gather_uneven
 from breakhis_lit.errors import BreakHisError
 from breakhis_lit.metrics import ClassificationMetrics
+from breakhis_lit.models.base import Backbone
 from breakhis_lit.models.epoch_buffer import EpochBuffer
+from breakhis_lit.models.tta import TTA, d4_log_probs
+from breakhis_lit.rundir import ValidationChoice
+
+VALIDATION_CHOICE_KEY = "breakhis_validation_choice"
+"""Checkpoint entry holding the :class:`~breakhis_lit.rundir.ValidationChoice` of the checkpoint's epoch."""
 
 _STAGES = ("train", "val", "test")
 
@@ -36,6 +44,7 @@ class StageResult:
         probs: Class probabilities ``[N, C]`` of every image of the epoch (val/test; gathered from every process).
         labels: True classes ``[N]``.
         index: Index of each image in the data module's records of the stage ``[N]``.
+        epoch: The epoch (``current_epoch``, from 0) these results are of.
     """
 
     metrics: dict[str, Tensor]
@@ -43,6 +52,7 @@ class StageResult:
     probs: Tensor | None
     labels: Tensor | None
     index: Tensor | None
+    epoch: int | None = None
 
 
 class BreakHisClassifier(L.LightningModule):
@@ -54,7 +64,9 @@ class BreakHisClassifier(L.LightningModule):
     callbacks from what it exposes.
 
     Args:
-        backbone: The network. Its ``load_pretrained()`` runs once at the start of a fresh ``fit`` (never when a
+        backbone: The network: a :class:`~breakhis_lit.models.Backbone` (from Python, any ``nn.Module`` mapping images
+            to logits with a ``num_classes`` attribute works too; the command line lists the package's). Its
+            ``load_pretrained()`` runs once at the start of a fresh ``fit`` (never when a
             checkpoint is restored: resuming, ``test``), so ImageNet weights are not downloaded again.
         class_weights: ``"balanced"`` weighs the cross-entropy by ``n / (num_classes * count)`` of the
             training split; ``"none"`` leaves it unweighted (the paper).
@@ -73,11 +85,19 @@ class BreakHisClassifier(L.LightningModule):
             evaluation batches are padded to the evaluation batch size, the sanity check runs eagerly, and
             inductor's cache persists in ``$TORCHINDUCTOR_CACHE_DIR`` (default: ``inductor/`` in the image cache
             folder), so a second run reuses the compiled kernels.
+        tta: Test-time augmentation of ``test`` and ``predict`` (never of validation): ``"d4"`` averages the class
+            probabilities of the 8 rotations and reflections of each image (:mod:`breakhis_lit.models.tta`).
+            Not a hyper-parameter of the checkpoint: it is chosen when a run is scored.
+
+    At the end of every validation epoch of ``fit`` the module chooses, on that epoch's validation predictions, a
+    binary decision threshold (maximal balanced accuracy) and a temperature (:attr:`validation_choice`); every
+    checkpoint of the epoch saves them and restoring it reads them back, so ``best.ckpt`` carries the choice made
+    on the validation predictions of its own epoch.
     """
 
     def __init__(
         self,
-        backbone: nn.Module,
+        backbone: Backbone,
         class_weights: Literal["none", "balanced"] = "none",
         label_smoothing: float = 0.0,
         lr: float = 1e-4,
@@ -86,9 +106,13 @@ class BreakHisClassifier(L.LightningModule):
         lr_scheduler: LRSchedulerCallable | None = None,
         channels_last: bool = True,
         compile: bool | Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = False,
+        tta: TTA = "none",
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(logger=False)
+        if tta not in ("none", "d4"):
+            raise BreakHisError(f"--model.tta {tta!r}: unknown test-time augmentation; use none or d4")
+        self.save_hyperparameters(logger=False, ignore=["tta"])
+        self.tta = tta
         # Under LightningCLI the hyper-parameters are the plain config (class_path + init_args), so a checkpoint
         # rebuilds its model and loads with weights_only=True. Built in Python, the backbone and optimiser are
         # objects: keep only their names, so checkpoints stay plain (pass backbone= again to load them).
@@ -103,16 +127,21 @@ class BreakHisClassifier(L.LightningModule):
         self.use_channels_last = channels_last and bool(getattr(backbone, "channels_last", False))
         self.register_buffer("loss_weight", torch.empty(0), persistent=False)
         self.register_buffer("nonfinite_step", torch.tensor(-1), persistent=False)
+        self.register_buffer("nonfinite_eval", torch.tensor(False), persistent=False)
         self.eval_outputs: dict[str, dict[str, Tensor]] = {}
         """Gathered ``probs``, ``label`` and ``index`` of the last val/test/predict epoch (for callbacks)."""
         self.epoch_metrics: dict[str, dict[str, Tensor]] = {}
         """Scalar metrics computed at the end of the last epoch of each stage."""
         self.confusion: dict[str, Tensor] = {}
         """Confusion matrix (rows true, columns predicted) of the last epoch of each stage."""
+        self._epoch_of: dict[str, int] = {}
+        self._train_unlogged: dict[str, Tensor] | None = None
         self._eval_buffers: dict[str, list[tuple[Tensor, Tensor, Tensor]]] = {}
         self._train_outputs = EpochBuffer()
-        self._loss_sums: dict[str, Tensor] = {}
-        self._loss_counts: dict[str, int] = {}
+        # nan_strategy="disable": the NaN check of the others reads the device every step (a non-finite training
+        # loss is caught by nonfinite_step instead).
+        self.train_loss, self.val_loss, self.test_loss = (MeanMetric(nan_strategy="disable") for _ in _STAGES)
+        """Each stage's mean loss over the epoch's samples (reduced across processes by torchmetrics)."""
         self._compiled = False
         self._eval_batch = 0
         self._restored = False
@@ -120,6 +149,8 @@ class BreakHisClassifier(L.LightningModule):
         """Class names in index order (set up from the data module)."""
         self.checkpoint_epoch: int | None = None
         """Epoch (counted from 1) of the checkpoint the weights were restored from; ``None`` when none was."""
+        self.validation_choice: ValidationChoice | None = None
+        """Threshold and temperature chosen on the last validation epoch of ``fit`` (or read from the checkpoint)."""
 
     @property
     def num_classes(self) -> int:
@@ -132,7 +163,7 @@ class BreakHisClassifier(L.LightningModule):
         classes = list(getattr(datamodule, "classes", [])) or [str(i) for i in range(self.num_classes)]
         if len(classes) != self.num_classes:
             raise BreakHisError(
-                f"model.init_args.backbone.init_args.num_classes={self.num_classes} but data.task "
+                f"--model.backbone.init_args.num_classes {self.num_classes} but --data.task "
                 f"'{getattr(datamodule, 'task', '?')}' has {len(classes)} classes; set num_classes: {len(classes)}"
             )
         self.class_names = classes
@@ -164,6 +195,13 @@ class BreakHisClassifier(L.LightningModule):
         self._compiled = True
 
     def _logits(self, images: Tensor) -> Tensor:
+        """The backbone's logits; with ``tta`` in ``test``/``predict``, the log of the D4-averaged probabilities."""
+        trainer = self._trainer
+        if self.tta == "d4" and not self.training and trainer is not None and (trainer.testing or trainer.predicting):
+            return d4_log_probs(self._backbone_logits, images)
+        return self._backbone_logits(images)
+
+    def _backbone_logits(self, images: Tensor) -> Tensor:
         """The backbone's logits; compiled, evaluation batches padded to one size and the sanity check eager."""
         if not self._compiled or self.training:
             return self(images)
@@ -181,6 +219,24 @@ class BreakHisClassifier(L.LightningModule):
         self._restored = True
         epoch = checkpoint.get("epoch")
         self.checkpoint_epoch = int(epoch) + 1 if isinstance(epoch, int) else None
+        saved = checkpoint.get(VALIDATION_CHOICE_KEY)
+        self.validation_choice = ValidationChoice(**saved) if isinstance(saved, dict) else None
+
+    @override
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.validation_choice is not None:
+            checkpoint[VALIDATION_CHOICE_KEY] = dataclasses.asdict(self.validation_choice)
+
+    def _choose_on_validation(self) -> None:
+        """Choose the threshold and temperature on this epoch's validation predictions (``fit`` only)."""
+        if self._trainer is None or self.trainer.state.fn != "fit":
+            return
+        outputs = self.eval_outputs.get("val")
+        if not outputs or not len(outputs["label"]):
+            return
+        from breakhis_lit.evaluation.validation import choose_on_validation
+
+        self.validation_choice = choose_on_validation(outputs["probs"], outputs["label"], self.current_epoch + 1)
 
     def result(self, stage: str) -> StageResult | None:
         """What the last epoch of ``stage`` (``train``, ``val``, ``test``) produced; ``None`` before one ended."""
@@ -193,6 +249,7 @@ class BreakHisClassifier(L.LightningModule):
             probs=outputs.get("probs"),
             labels=outputs.get("label"),
             index=outputs.get("index"),
+            epoch=self._epoch_of.get(stage),
         )
 
     @override
@@ -211,6 +268,9 @@ class BreakHisClassifier(L.LightningModule):
     def _metrics(self, stage: str) -> ClassificationMetrics:
         return getattr(self, f"{stage}_metrics")
 
+    def _mean_loss(self, stage: str) -> MeanMetric:
+        return getattr(self, f"{stage}_loss")
+
     def _loss(self, logits: Tensor, labels: Tensor) -> Tensor:
         weight = self.loss_weight if self.loss_weight.numel() else None
         return F.cross_entropy(logits.float(), labels, weight=weight, label_smoothing=self.hparams.label_smoothing)
@@ -219,20 +279,24 @@ class BreakHisClassifier(L.LightningModule):
         logits = self._logits(batch["image"])
         labels = batch["label"]
         loss = self._loss(logits, labels)
-        if stage == "train":
-            # Remember the first non-finite step on the device: no host synchronisation per step.
-            first = (self.nonfinite_step < 0) & ~torch.isfinite(loss.detach())
-            self.nonfinite_step = torch.where(first, self.global_step, self.nonfinite_step)
         probs = logits.detach().float().softmax(dim=-1)
+        # Weights can blow up while the loss stays finite: outputs are checked too. Flags stay on the device (no
+        # host synchronisation per step) and are read once per epoch (_check_finite, _check_finite_outputs).
+        outputs_bad = ~torch.isfinite(probs).all()
         if stage == "train":
+            first = (self.nonfinite_step < 0) & (~torch.isfinite(loss.detach()) | outputs_bad)
+            self.nonfinite_step = torch.where(first, self.global_step, self.nonfinite_step)
             self._buffer_train_outputs(probs, labels)
         else:
-            self._metrics(stage).update(probs, labels)
-        n = labels.numel()
-        # The sum stays on the device and the count on the host: no transfer or synchronisation per step.
-        total = self._loss_sums.get(stage)
-        self._loss_sums[stage] = loss.detach() * n if total is None else total + loss.detach() * n
-        self._loss_counts[stage] = self._loss_counts.get(stage, 0) + n
+            self.nonfinite_eval = self.nonfinite_eval | outputs_bad
+            try:
+                self._metrics(stage).update(probs, labels)  # checks its first batch's values (one host read)
+            except ValueError:
+                if bool(outputs_bad):
+                    self._raise_nonfinite_outputs(stage)
+                raise
+        # One value per sample: torchmetrics 1.9 drops `weight` under nan_strategy="disable" (its issue #3434).
+        self._mean_loss(stage).update(loss.detach().expand(labels.shape[0]))
         if stage != "train":
             self._eval_buffers.setdefault(stage, []).append((probs, labels, batch["index"]))
         return loss
@@ -278,18 +342,23 @@ class BreakHisClassifier(L.LightningModule):
             self._train_outputs.clear()
         if hasattr(self, f"{stage}_metrics"):
             self._metrics(stage).reset()
-        self._loss_sums.pop(stage, None)
-        self._loss_counts.pop(stage, None)
+        self._mean_loss(stage).reset()
         self._eval_buffers.pop(stage, None)
 
-    def _end_epoch(self, stage: str) -> None:
-        """Compute, reduce across processes and log the epoch's metrics for ``stage``."""
-        total = self._loss_sums.pop(stage, None)
-        if total is None:
+    def _end_epoch(self, stage: str, log: bool = True) -> None:
+        """Compute, reduce across processes and log the epoch's metrics for ``stage``.
+
+        With ``log=False`` (training metrics computed before validation) the values are logged by the next call.
+        """
+        if stage == "train" and self._train_unlogged is not None and log:
+            values, self._train_unlogged = self._train_unlogged, None
+            self._log_epoch(values)
             return
-        count = total.new_tensor(float(self._loss_counts.pop(stage, 0)))
-        sums = self.trainer.strategy.reduce(torch.stack([total, count]), reduce_op="sum")
-        loss = sums[0] / sums[1].clamp(min=1)
+        mean_loss = self._mean_loss(stage)
+        if mean_loss.update_count == 0:
+            return
+        loss = mean_loss.compute()
+        mean_loss.reset()
         if stage == "train":
             self._update_train_metrics()
         metrics = self._metrics(stage)
@@ -297,15 +366,22 @@ class BreakHisClassifier(L.LightningModule):
         self.confusion[stage] = metrics.confusion_matrix().cpu()
         metrics.reset()
         self.epoch_metrics[stage] = {k: v.detach() for k, v in values.items()}
-        # Values are already reduced across processes; sync_dist would reduce them a second time.
-        shown = {f"{stage}/loss", f"{stage}/accuracy"}
-        self.log_dict({k: v for k, v in values.items() if k in shown}, prog_bar=True)
-        self.log_dict({k: v for k, v in values.items() if k not in shown}, prog_bar=False)
+        self._epoch_of[stage] = self.current_epoch
         buffers = self._eval_buffers.pop(stage, [])
         if buffers:
             probs, labels, index = (torch.cat(t) for t in zip(*buffers, strict=True))
             outputs = {"probs": probs, "label": labels, "index": index}
             self.eval_outputs[stage] = {k: gather_uneven(v).cpu() for k, v in outputs.items()}
+        if log:
+            self._log_epoch(values)
+        else:
+            self._train_unlogged = values
+
+    def _log_epoch(self, values: dict[str, Tensor]) -> None:
+        # Values are already reduced across processes; sync_dist would reduce them a second time.
+        shown = {k for k in values if k.endswith(("/loss", "/accuracy"))}
+        self.log_dict({k: v for k, v in values.items() if k in shown}, prog_bar=True)
+        self.log_dict({k: v for k, v in values.items() if k not in shown}, prog_bar=False)
 
     @override
     def on_train_start(self) -> None:
@@ -316,6 +392,7 @@ class BreakHisClassifier(L.LightningModule):
     @override
     def on_train_epoch_start(self) -> None:
         self._reset("train")
+        self._train_unlogged = None
         # Re-seed every epoch from (seed, epoch, rank): dropout of epoch e is then the same in an uninterrupted run
         # and in one resumed from a checkpoint, where the RNG state was not saved (the DataModule seeds its
         # augmentation the same way, from its own generator).
@@ -329,15 +406,36 @@ class BreakHisClassifier(L.LightningModule):
     @override
     def on_test_epoch_start(self) -> None:
         self._reset("test")
+        self.nonfinite_eval = torch.zeros_like(self.nonfinite_eval)
 
     def _check_finite(self) -> None:
-        """Stop the run (before any checkpoint of this epoch is written) if a training loss was not finite."""
+        """Stop the run (before any checkpoint of this epoch is written) if a training loss or output was not finite."""
         step = int(self.trainer.strategy.reduce(self.nonfinite_step.float(), reduce_op="max"))
         if step >= 0:
             raise BreakHisError(
-                f"training loss became non-finite in epoch {self.current_epoch} at step {step}; lower the "
+                f"training loss or outputs became non-finite in epoch {self.current_epoch} at step {step}; lower the "
                 "learning rate or check the data (the last good checkpoint is the previous last.ckpt)"
             )
+
+    def _raise_nonfinite_outputs(self, stage: str) -> None:
+        where = "validation" if stage == "val" else stage
+        if self.trainer.state.fn == "fit":
+            raise BreakHisError(
+                f"model outputs became non-finite in epoch {self.current_epoch} ({where} after step "
+                f"{self.global_step}) though the training loss was finite: the weights blew up; lower the learning "
+                "rate or its schedule (--model.lr_scheduler), or clip gradients (--trainer.gradient_clip_val 1.0); "
+                "the last good checkpoint is the previous last.ckpt"
+            )
+        raise BreakHisError(
+            f"model outputs are non-finite in {where}: the checkpoint's weights are not finite; pass another "
+            "--ckpt_path (an earlier run's best.ckpt or last.ckpt)"
+        )
+
+    def _check_finite_outputs(self, stage: str) -> None:
+        """Stop (before this epoch's checkpoints are written) if an evaluation output of the epoch was not finite."""
+        if bool(self.trainer.strategy.reduce(self.nonfinite_eval.float(), reduce_op="max") > 0):
+            self.nonfinite_eval = torch.zeros_like(self.nonfinite_eval)
+            self._raise_nonfinite_outputs(stage)
 
     @override
     def on_train_epoch_end(self) -> None:
@@ -348,17 +446,25 @@ class BreakHisClassifier(L.LightningModule):
     def on_validation_epoch_start(self) -> None:
         if not self.trainer.sanity_checking and self.trainer.state.fn == "fit":
             self._check_finite()
+            if self.trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
+                # The training epoch is over: its metrics exist before validation, so the checkpoints written
+                # after validation (last.ckpt, best.ckpt) hold them too (they are logged at the epoch's end).
+                self._end_epoch("train", log=False)
         self._reset("val")
+        self.nonfinite_eval = torch.zeros_like(self.nonfinite_eval)
 
     @override
     def on_validation_epoch_end(self) -> None:
+        self._check_finite_outputs("val")
         if self.trainer.sanity_checking:
             self._reset("val")
             return
         self._end_epoch("val")
+        self._choose_on_validation()
 
     @override
     def on_test_epoch_end(self) -> None:
+        self._check_finite_outputs("test")
         self._end_epoch("test")
 
     @override

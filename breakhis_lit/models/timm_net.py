@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import difflib
-import inspect
-import sys
 from collections.abc import Callable, Mapping
 from fnmatch import fnmatchcase
 from pathlib import Path
@@ -23,9 +21,6 @@ from typing_extensions import override
 from breakhis_lit.errors import BreakHisError
 from breakhis_lit.models.base import Backbone, ChannelsLastToFirst, TokensToGrid
 from breakhis_lit.models.weights import LoadReport, download_error, load_checked, strip_prefixes
-
-#: timm's per-architecture converters from original (torchvision, Microsoft, Meta) checkpoint layouts.
-_FILTER_FN_NAMES = ("checkpoint_filter_fn", "_filter_fn", "_filter_torchvision_pretrained")
 
 
 def check_timm_model_name(model_name: str) -> None:
@@ -125,12 +120,26 @@ class TimmClassifier(Backbone):
         """The timm model name (``vit_small_patch14_dinov2``), as the paper's baselines are named."""
         return self.model_name
 
+    def _timm_pretrained(self, overlay: dict[str, Any] | None = None) -> nn.Module:
+        """The timm model with its pretrained weights, or ``overlay``'s (``pretrained_cfg_overlay``), loaded by timm.
+
+        timm converts original layouts (torchvision, Microsoft, Meta) with the architecture's own filter and
+        resamples position embeddings to ``img_size``; the load is strict, so every tensor comes from the source.
+        """
+        return timm.create_model(
+            self.model_name,
+            pretrained=True,
+            pretrained_cfg_overlay=overlay,
+            pretrained_strict=True,
+            **self._create_kwargs,
+        )
+
     def _imagenet_state_dict(self) -> tuple[Mapping[str, torch.Tensor], str]:
         cfg = self.model.pretrained_cfg
         hub = cfg.get("hf_hub_id")
         where = f"https://huggingface.co/{hub} (model.safetensors)" if hub else cfg.get("url")
         try:
-            reference = timm.create_model(self.model_name, pretrained=True, **self._create_kwargs)
+            reference = self._timm_pretrained()
         except Exception as exc:  # hub, network and cache errors all leave the user the same remedy
             raise download_error(self.model_name, exc, where, ".safetensors" if hub else ".pth") from exc
         return reference.state_dict(), f"timm ImageNet weights ({where or self.model_name})"
@@ -147,24 +156,15 @@ class TimmClassifier(Backbone):
         return report
 
     def _convert_original_layout(self, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Apply timm's converter for this architecture (e.g. torchvision VGG, Meta DINOv2 checkpoints).
+        """The tensors as timm loads them as pretrained weights (e.g. torchvision VGG, Meta DINOv2 checkpoints).
 
-        Position embeddings and patch embeddings are resampled to this model's size by the converter.
-        When no converter exists or it fails, the tensors are returned unchanged and the strict check
-        in :func:`load_checked` names what does not fit.
+        When timm cannot load them, they are returned unchanged and the strict check in :func:`load_checked`
+        names what does not fit.
         """
-        module = sys.modules.get(type(self.model).__module__)
-        fn: Callable[..., Any] | None = next(
-            (getattr(module, n) for n in _FILTER_FN_NAMES if module is not None and hasattr(module, n)), None
-        )
-        if fn is None:
-            return state_dict
         try:
-            takes_model = len(inspect.signature(fn).parameters) > 1
-            converted = fn(dict(state_dict), self.model) if takes_model else fn(dict(state_dict))
+            return dict(self._timm_pretrained({"state_dict": dict(state_dict)}).state_dict())
         except Exception:  # not convertible: fall through to the precise mismatch message
             return state_dict
-        return dict(converted)
 
     @override
     def gradcam_target_layers(self) -> list[nn.Module]:

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from breakhis_lit.errors import BreakHisError
+from breakhis_lit.load_errors import describe_load_error
 
 #: File suffixes :func:`read_state_dict` understands (``.safetensors`` or a ``torch.save`` pickle).
 WEIGHT_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt", ".safetensors")
@@ -21,7 +22,7 @@ STRIP_PREFIXES = ("module.", "model.", "backbone.")
 #: Keys under which training scripts nest the state dict inside a checkpoint.
 NESTING_KEYS = ("state_dict", "model", "model_state_dict", "module", "net")
 #: The command-line option that points a backbone at a local weights file.
-WEIGHTS_OPTION = "--model.init_args.backbone.init_args.weights"
+WEIGHTS_OPTION = "--model.backbone.init_args.weights"
 
 
 @dataclass
@@ -100,7 +101,7 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # unpickling, safetensors and I/O errors all mean "not a readable file"
         raise BreakHisError(
-            f"{path}: cannot read weights ({type(exc).__name__}: {_one_line(exc)}); "
+            f"{path}: cannot read weights ({_load_error(exc, suffix)}); "
             "pass a state dict saved with torch.save or safetensors"
         ) from exc
     while isinstance(obj, Mapping):
@@ -117,6 +118,12 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
             "(or a checkpoint with it under 'state_dict' or 'model')"
         )
     return {str(k): v for k, v in obj.items()}
+
+
+def _load_error(exc: Exception, suffix: str) -> str:
+    if suffix == ".safetensors":
+        return f"{type(exc).__name__}: {_one_line(exc)}"
+    return describe_load_error(exc)
 
 
 def strip_prefixes(
@@ -137,6 +144,8 @@ def strip_prefixes(
     Returns:
         The renamed tensors and the names of tensors dropped because they lacked the prefix.
     """
+    # Not torch's consume_prefix_in_state_dict_if_present: stripping each prefix in turn keeps "loss.w" of
+    # {"backbone.model.a", "loss.w"} and renames a network's own "model.a" to "a"; the best match is searched instead.
     target = set(target_keys)
     prefixes = tuple(prefixes)
 

@@ -1,37 +1,36 @@
 """Reports over finished runs: Tables 5 and 6 beside the paper's numbers, curves, confusions, Grad-CAM."""
 
-from breakhis_lit.reporting.figures import plot_confusion, plot_curves, plot_gradcam_pairs
-from breakhis_lit.reporting.report import write_report
-from breakhis_lit.reporting.runs import Run, group_runs, load_run, load_runs, paper_model_name
-from breakhis_lit.reporting.tables import (
-    load_paper_table5,
-    load_paper_table6,
-    table5,
-    table5_caption,
-    table5_columns,
-    table6,
-    table6_columns,
-    to_markdown,
-    write_csv,
-)
+from __future__ import annotations
 
-__all__ = [
-    "Run",
-    "group_runs",
-    "load_paper_table5",
-    "load_paper_table6",
-    "load_run",
-    "load_runs",
-    "paper_model_name",
-    "plot_confusion",
-    "plot_curves",
-    "plot_gradcam_pairs",
-    "table5",
-    "table5_caption",
-    "table5_columns",
-    "table6",
-    "table6_columns",
-    "to_markdown",
-    "write_csv",
-    "write_report",
-]
+import importlib
+from typing import Any
+
+_LAZY: dict[str, str] = {
+    "Run": "breakhis_lit.reporting.runs",
+    "group_runs": "breakhis_lit.reporting.runs",
+    "load_paper_table5": "breakhis_lit.reporting.tables",
+    "load_paper_table6": "breakhis_lit.reporting.tables",
+    "load_run": "breakhis_lit.reporting.runs",
+    "load_runs": "breakhis_lit.reporting.runs",
+    "paper_model_name": "breakhis_lit.reporting.runs",
+    "plot_confusion": "breakhis_lit.reporting.figures",
+    "plot_curves": "breakhis_lit.reporting.figures",
+    "plot_gradcam_pairs": "breakhis_lit.reporting.figures",
+    "table5": "breakhis_lit.reporting.tables",
+    "table5_caption": "breakhis_lit.reporting.tables",
+    "table5_columns": "breakhis_lit.reporting.tables",
+    "table6": "breakhis_lit.reporting.tables",
+    "table6_columns": "breakhis_lit.reporting.tables",
+    "to_markdown": "breakhis_lit.reporting.tables",
+    "write_csv": "breakhis_lit.reporting.tables",
+    "write_report": "breakhis_lit.reporting.report",
+}
+"""Public name -> the module defining it (imported on first use: the command line's --help stays light)."""
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -6,7 +6,15 @@ from pathlib import Path
 from typing import Any
 
 from breakhis_lit.errors import BreakHisError
+from breakhis_lit.reporting.calibration import (
+    CALIBRATION_CAPTION,
+    calibration_columns,
+    calibration_table,
+    plot_report_reliability,
+)
+from breakhis_lit.reporting.comparisons import write_comparisons
 from breakhis_lit.reporting.figures import plot_confusion, plot_curves, plot_gradcam_pairs
+from breakhis_lit.reporting.options import DEFAULT_METRICS, DEFAULT_REFERENCE, FORMATS, BootstrapOptions
 from breakhis_lit.reporting.runs import Run, group_runs, split_label, task_order
 from breakhis_lit.reporting.tables import (
     SPLIT_HASH_CHARS,
@@ -21,7 +29,6 @@ from breakhis_lit.reporting.tables import (
     write_csv,
 )
 
-FORMATS = ("md", "csv")
 OWNED_PATTERNS = (
     "table5*.md",
     "table5*.csv",
@@ -30,6 +37,11 @@ OWNED_PATTERNS = (
     "curves_*.png",
     "confusion.png",
     "gradcam_pairs.png",
+    "calibration*.md",
+    "calibration*.csv",
+    "reliability*.png",
+    "comparisons.md",
+    "comparisons.csv",
     "report.md",
 )
 """Files in the output folder that a report writes (and may overwrite); nothing else there is touched."""
@@ -146,13 +158,19 @@ def write_report(
     paper_table5: str | Path | None = None,
     paper_table6: str | Path | None = None,
     log: Callable[[str], None] | None = None,
+    reference: str = DEFAULT_REFERENCE,
+    metrics: Sequence[str] = DEFAULT_METRICS,
+    bootstrap: BootstrapOptions | None = BootstrapOptions(),
 ) -> list[Path]:
     """Write tables, figures and ``report.md`` for ``runs`` into ``out_dir``.
 
     Writes ``table5[_<task>].{md,csv}``, ``table6[_<task>].{md,csv}`` (one pair per task; the
-    paper's binary task has no suffix), ``curves_loss.png``, ``curves_accuracy.png``,
-    ``confusion.png``, ``gradcam_pairs.png`` and ``report.md``. Only these files are (over)written;
-    anything else in ``out_dir`` is left alone. A figure with nothing to draw is skipped with a note.
+    paper's binary task has no suffix), ``calibration[_<task>].{md,csv}``, ``comparisons.{md,csv}`` (every model
+    against ``reference`` and image splits against patient splits, paired on the same test patients, Holm over all),
+    ``curves_loss.png``, ``curves_accuracy.png``, ``confusion.png``, ``gradcam_pairs.png``,
+    ``reliability[_<task>].png`` and ``report.md``, which opens with the answer to "does the reference beat each
+    baseline here?". Only these files are (over)written; anything else in ``out_dir`` is left alone. A figure with
+    nothing to draw is skipped with a note.
 
     Args:
         runs: loaded runs (:func:`breakhis_lit.reporting.load_runs`).
@@ -161,6 +179,9 @@ def write_report(
         paper_table5: the paper's Table 5 CSV; None uses the shipped copy.
         paper_table6: the paper's Table 6 CSV; None uses the shipped copy.
         log: called with each note (skipped figures, left-out runs, red flags) as it arises.
+        reference: the model every other model is compared with.
+        metrics: the metrics of the paired comparisons (each one test of the Holm family).
+        bootstrap: options of the row intervals and the comparisons; None leaves both out (no predictions read).
 
     Returns:
         The files written, in order.
@@ -194,25 +215,44 @@ def write_report(
         written.append(path)
         return path
 
-    rows5, rows6 = table5(runs, paper_table5), table6(runs, paper_table6)
+    rows5, rows6 = table5(runs, paper_table5, bootstrap), table6(runs, paper_table6)
     for message in _notes(runs, rows5):
         note(message)
+    for row in rows5:
+        if str(row.get("interval_over") or "").startswith("none: "):
+            note(f"{row['model']} {row['magnification']}x: no interval ({row['interval_over'][6:]})")
 
+    top: list[str] = []
     sections: list[str] = []
+    if bootstrap is not None:
+        found = write_comparisons(runs, out, formats, reference, metrics, bootstrap, note)
+        written += found.files
+        top += found.headlines
+        if found.markdown:
+            body = found.markdown.split("\n", 1)[1].lstrip("\n").replace("\n## ", "\n### ")
+            links = " · ".join(f"[{p.suffix[1:].upper()}]({p.name})" for p in found.files)
+            sections.append(f"## Paired comparisons\n\n{body}" + (f"\n{links}\n" if links else ""))
+
+    def caption5(task: str) -> str:
+        return table5_caption(task, bootstrap)
+
     for number, rows, caption_of, columns_of in (
-        ("5", rows5, table5_caption, table5_columns),
+        ("5", rows5, caption5, table5_columns),
         ("6", rows6, lambda task: TABLE6_CAPTION, table6_columns),
+        ("calibration", calibration_table(runs), lambda task: CALIBRATION_CAPTION, calibration_columns),
     ):
-        if not rows:
-            note(f"Table {number} is empty (no run has test metrics); table{number} files not written")
+        stem = "calibration" if number == "calibration" else f"table{number}"
+        if not rows and number != "calibration":
+            note(f"Table {number} is empty (no run has test metrics); {stem} files not written")
         for task, task_rows in _by_task(rows).items():
-            title = f"Table {number}: {'classification' if number == '5' else 'cost'} ({task})"
+            kind = {"5": "Table 5: classification", "6": "Table 6: cost", "calibration": "Calibration"}[number]
+            title = f"{kind} ({task})"
             markdown = _table_markdown(title, caption_of(task), task_rows, columns_of(task_rows))
             links = []
             if "md" in formats:
-                links.append(f"[Markdown]({write_text(table_name(f'table{number}', task, 'md'), markdown).name})")
+                links.append(f"[Markdown]({write_text(table_name(stem, task, 'md'), markdown).name})")
             if "csv" in formats:
-                path = write_csv(task_rows, out / table_name(f"table{number}", task, "csv"))
+                path = write_csv(task_rows, out / table_name(stem, task, "csv"))
                 written.append(path)
                 links.append(f"[CSV]({path.name})")
             sections.append(markdown + ("\n" + " · ".join(links) + "\n" if links else ""))
@@ -241,17 +281,24 @@ def write_report(
         else:
             written.append(path)
             sections.append(f"## {title}\n\n![{title}]({name})\n")
+    if bootstrap is not None:
+        for path in plot_report_reliability(runs, out):
+            written.append(path)
+            task = "" if path.stem == "reliability" else f" ({path.stem.removeprefix('reliability_')})"
+            title = f"Reliability of the test predictions{task}"
+            sections.append(f"## {title}\n\n![{title}]({path.name})\n")
 
     stale = sorted(before - set(written) - {out / "report.md"})
     if stale:
         note(f"left from an earlier report and not rewritten: {', '.join(str(p) for p in stale)}")
 
     tasks = sorted({run.task for run in runs}, key=task_order)
-    splits = sorted({split_label(run.split, run.group_by) for run in runs})
+    split_names = sorted({split_label(run.split, run.group_by) for run in runs})
     header = (
         "# BreakHis report\n\n"
-        f"{len(runs)} evaluated run(s) in {len(group_runs(runs))} model × magnification group(s); "
-        f"task(s): {', '.join(tasks)}; split(s): {', '.join(splits)}.\n"
+        + "".join(f"{sentence}\n\n" for sentence in top)
+        + f"{len(runs)} evaluated run(s) in {len(group_runs(runs))} model × magnification group(s); "
+        f"task(s): {', '.join(tasks)}; split(s): {', '.join(split_names)}.\n"
     )
     notes_md = "## Notes\n\n" + ("".join(f"- {message}\n" for message in notes) if notes else "None.\n")
     body = "\n".join([header, *sections, notes_md, "## Runs\n\n" + _runs_table(runs)])

@@ -24,6 +24,7 @@ from breakhis_lit.rundir import (
     find_runs,
     natural_key,
 )
+from breakhis_lit.stats.predictions import Predictions
 
 # A run's model (our class name, or the timm model_name of a TimmClassifier) -> the paper's row name.
 PAPER_MODEL_NAMES: dict[str, str] = {
@@ -118,6 +119,7 @@ class Run:
     evaluation: EvalRecord | None = None
     eval_dir: Path | None = None
     history: list[dict[str, float | None]] = field(default_factory=list)
+    _stats: Predictions | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def model(self) -> str:
@@ -227,6 +229,20 @@ class Run:
         if self.evaluation is None:
             return []
         return RunDir(self.path).evaluation(self.eval_name).predictions(self.classes)
+
+    def stats_predictions(self) -> Predictions:
+        """The evaluation's ``predictions.csv`` as the statistics take it (read once), named by the run directory.
+
+        Raises:
+            BreakHisError: Before ``test`` ran, or when the file is missing or unreadable.
+        """
+        if self._stats is None:
+            if self.evaluation is None:
+                raise BreakHisError(f"{self.path}: not tested (no {DEFAULT_EVAL}/metrics.json); run `breakhis test`")
+            from breakhis_lit.evaluation.rows import predictions_from_rows
+
+            self._stats = predictions_from_rows(self.predictions(), self.classes, str(self.path))
+        return self._stats
 
     def confusion_matrix(self) -> np.ndarray | None:
         """The evaluation's confusion matrix (rows true, columns predicted), or None before ``test``."""

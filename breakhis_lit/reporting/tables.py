@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from breakhis_lit.errors import BreakHisError
+from breakhis_lit.reporting.options import BootstrapOptions
 from breakhis_lit.reporting.runs import Run, group_runs, split_label
 
 BINARY_METRICS: tuple[str, ...] = (
@@ -56,6 +57,16 @@ TABLE5_CAPTION = (
     "so they are optimistic and not directly comparable with patient-disjoint rows. "
     "Patient acc. is the accuracy of per-patient decisions (mean class probability over a patient's test images)."
 )
+INTERVALS_CAPTION = (
+    " [low, high] is the row's {level:.0%} interval ({method}, {n} resamples of patients, i.e. of split groups with "
+    "all their images); *CI over* says what it resamples. Runs on one test split (seeds): the groups are drawn once "
+    "per replicate for all runs and the mean over the runs is taken, so it covers patient sampling and training "
+    "noise. k folds with disjoint test sets: the folds' predictions pooled into one test set (the interval is that "
+    "of the pooled metric, not of the mean). Runs on different test splits that share patients (split seeds): a "
+    "replicate draws groups from the union of the test sets, each run is scored on the drawn groups it tested (a "
+    "shared patient is drawn for all its runs) and the mean over runs is taken: patient sampling and run-to-run "
+    "variation, split seeds included, but the few split seeds are not themselves resampled."
+)
 TABLE6_CAPTION = (
     "Cost per model and magnification: parameters of the networks actually built, wall-clock fit time and "
     "time until the best epoch (mean ± sample std over n runs), on our hardware and epoch budget. The paper's "
@@ -73,9 +84,14 @@ TABLE5_CAPTION_OTHER_TASK = (
 )
 
 
-def table5_caption(task: str) -> str:
+def table5_caption(task: str, intervals: BootstrapOptions | None = None) -> str:
     """The Markdown caption of Table 5 for a task (the paper's columns exist for ``binary`` only)."""
-    return TABLE5_CAPTION if task == "binary" else TABLE5_CAPTION_OTHER_TASK
+    caption = TABLE5_CAPTION if task == "binary" else TABLE5_CAPTION_OTHER_TASK
+    if intervals is None:
+        return caption
+    return caption + INTERVALS_CAPTION.format(
+        level=intervals.level, method=intervals.method_label, n=intervals.n_resamples
+    )
 
 
 Column = str | tuple[str, str]
@@ -176,7 +192,8 @@ def test_splits_label(runs: Sequence[Run]) -> str:
     return hashes[0][:SPLIT_HASH_CHARS] if len(hashes) == 1 else f"{len(hashes)} splits"
 
 
-def _identity(key: tuple[str, ...], runs: list[Run]) -> dict[str, Any]:
+def row_identity(key: tuple[str, ...], runs: list[Run]) -> dict[str, Any]:
+    """The identity keys of a table row for a group of runs (task, model, magnification, split, n, seeds...)."""
     task, model, magnification, split, group_by, eval_name = key
     return {
         "task": task,
@@ -200,7 +217,44 @@ def table5_metrics(classes: Sequence[str]) -> tuple[str, ...]:
     return BINARY_METRICS if list(classes) == ["benign", "malignant"] else MULTICLASS_METRICS
 
 
-def table5(runs: Iterable[Run], paper_table: str | Path | None = None) -> list[dict[str, Any]]:
+def _interval_label(design: str, n_splits: int, n_groups: int) -> str:
+    if design == "seeds":
+        return f"{n_groups} patients"
+    if design == "folds":
+        return f"{n_splits} folds pooled, {n_groups} patients"
+    return f"{n_splits} splits, union of {n_groups} patients"
+
+
+def _add_intervals(
+    row: dict[str, Any], group: Sequence[Run], metrics: Sequence[str], options: BootstrapOptions
+) -> None:
+    """The row's intervals over its runs (:func:`~breakhis_lit.evaluation.row_intervals.row_intervals`)."""
+    from breakhis_lit.evaluation.row_intervals import row_intervals
+
+    row["interval_design"], row["interval_over"] = None, None
+    try:
+        found = row_intervals(
+            [run.stats_predictions() for run in group],
+            [run.split_hash for run in group],
+            metrics=list(metrics),
+            method=options.method,
+            n_resamples=options.n_resamples,
+            seed=options.seed,
+            level=options.level,
+        )
+    except BreakHisError as err:
+        row["interval_over"] = f"none: {err}"
+        return
+    row["interval_design"] = found.design
+    row["interval_over"] = _interval_label(found.design, len({run.split_hash for run in group}), found.n_groups)
+    for metric in metrics:
+        interval = found.intervals[metric]
+        row[f"{metric}_low"], row[f"{metric}_high"] = interval.low, interval.high
+
+
+def table5(
+    runs: Iterable[Run], paper_table: str | Path | None = None, intervals: BootstrapOptions | None = None
+) -> list[dict[str, Any]]:
     """Table 5: test metrics per (task, model, magnification, split), mean ± std over seeds/folds.
 
     Runs without an evaluation are left out (see :func:`untested_runs`); cross-evaluations are rows of their own.
@@ -208,19 +262,25 @@ def table5(runs: Iterable[Run], paper_table: str | Path | None = None) -> list[d
     Args:
         runs: loaded runs.
         paper_table: the paper's Table 5 CSV; None uses the shipped copy.
+        intervals: when given, each row's patient-bootstrap interval of every metric over its runs (see
+            :data:`INTERVALS_CAPTION`), from the runs' ``predictions.csv``.
 
     Returns:
         One dict per group: identity keys (task, model, paper_model, magnification, split, group_by,
         split_label, evaluation, test_splits, n, seeds, folds, experiments), ``<metric>_mean``/``<metric>_std``
-        for each Table 5 metric, and ``paper_<metric>`` (None when the paper has no such row or the task is not binary).
+        for each Table 5 metric, and ``paper_<metric>`` (None when the paper has no such row or the task is not binary);
+        with ``intervals``, ``<metric>_low``/``<metric>_high``, ``interval_design`` and ``interval_over``.
     """
     paper = load_paper_table5(paper_table)
     rows = []
     for key, group in group_runs(run for run in runs if run.test).items():
-        row = _identity(key, group)
-        for metric in table5_metrics(group[0].classes):
+        row = row_identity(key, group)
+        metrics = table5_metrics(group[0].classes)
+        for metric in metrics:
             mean, std, _ = mean_std(run.test_number(metric) for run in group)
             row[f"{metric}_mean"], row[f"{metric}_std"] = mean, std
+        if intervals is not None:
+            _add_intervals(row, group, metrics, intervals)
         paper_row = paper.get((row["paper_model"], row["magnification"]), {}) if row["task"] == "binary" else {}
         for metric in PAPER5_METRICS:
             row[f"paper_{metric}"] = paper_row.get(metric)
@@ -251,7 +311,7 @@ def table6(runs: Iterable[Run], paper_table: str | Path | None = None) -> list[d
     paper = load_paper_table6(paper_table)
     rows = []
     for key, group in group_runs(run for run in runs if run.eval_name == "test" or run.evaluation is None).items():
-        row = _identity(key, group)
+        row = row_identity(key, group)
         row["params_total"] = _unique_count(run.number("params_total") for run in group)
         row["params_trainable"] = _unique_count(run.number("params_trainable") for run in group)
         for name in TABLE6_NUMBERS:
@@ -280,6 +340,8 @@ def table5_columns(rows: Sequence[dict[str, Any]]) -> list[Column]:
     if len(tasks) > 1:
         columns.append(("task", "Task"))
     columns += [("magnification", "Mag."), ("split_label", "Split"), ("test_splits", "Test split"), ("n", "n")]
+    if any(row.get("interval_over") for row in rows):
+        columns.append(("interval_over", "CI over"))
     for metric in metrics:
         columns.append((metric, METRIC_HEADERS.get(metric, metric)))
         if metric in PAPER5_METRICS and any(row.get(f"paper_{metric}") is not None for row in rows):
@@ -337,7 +399,11 @@ def format_cell(row: dict[str, Any], key: str) -> str:
     if mean is None:
         return ""
     text = format_number(key, mean)
-    return f"{text} ± {format_number(key, std)}" if std is not None else text
+    text = f"{text} ± {format_number(key, std)}" if std is not None else text
+    low, high = row.get(f"{key}_low"), row.get(f"{key}_high")
+    if low is not None and high is not None:
+        text += f" [{format_number(key, low)}, {format_number(key, high)}]"
+    return text
 
 
 def _column(column: Column) -> tuple[str, str]:

@@ -29,7 +29,7 @@ import yaml
 from torch import Tensor
 
 from breakhis_lit.errors import BreakHisError
-from breakhis_lit.io import atomic_write_text
+from breakhis_lit.files import atomic_write_text
 from breakhis_lit.rundir import BEST, DEFAULT_EVAL, LAST, SCHEMA, STAIN_SHIFT, STAIN_TARGET, RunDir, utc_now
 from breakhis_lit.stain import hed_jitter
 from breakhis_lit.stain.base import StainTarget

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from breakhis_lit.errors import BreakHisError
-from breakhis_lit.io import atomic_write_text
+from breakhis_lit.files import atomic_write_text
 from breakhis_lit.stain.base import StainTarget
 from breakhis_lit.stain.registry import target_from_dict
 

@@ -10,10 +10,10 @@ from breakhis_lit.commands.data import main
 from breakhis_lit.errors import BreakHisError
 
 
-def test_summary_json(breakhis_tree, shared_breakhis, capsys):
+def test_summary_json(breakhis_tree, official_summary, capsys):
     assert main(["summary", "--root", str(breakhis_tree)]) == 0
     out = json.loads(capsys.readouterr().out)
-    expected = json.loads((shared_breakhis / "summary.json").read_text())
+    expected = official_summary
     assert out["images"] == 7909
     assert out["per_magnification"]["40X"]["benign"] == expected["per_magnification"]["40X"]["benign"]
     assert (out["patient_folders"], out["patient_ids"], out["accession_groups"]) == (82, 81, 70)
@@ -98,3 +98,39 @@ def test_split_kfold_and_bad_input(demo_root, tmp_path):
         main(["summary", "--root", str(tmp_path / "missing")])
     with pytest.raises(SystemExit):
         main(["split", "--root", str(demo_root)])  # --out is required
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["split", "--train-ratio", "0.5"],
+        ["split", "--val-ratio", "0.0", "--test-ratio", "0.4"],
+        ["split", "--split", "official", "--fold", "9"],
+        ["split", "--split", "kfold", "--num-folds", "1"],
+        ["split", "--split", "kfold", "--num-folds", "3", "--fold", "4"],
+        ["split", "--magnification", "50"],
+        ["summary", "--root", "{missing}"],
+        ["check", "--root", "{missing}"],
+        ["split", "--root", "{missing}"],
+    ],
+    ids=lambda a: " ".join(a),
+)
+def test_every_hint_names_an_option_of_the_verb(demo_root, tmp_path, args):
+    # The data layer names the options as `breakhis fit` spells them (--data.val_ratio); this verb takes --val-ratio.
+    import argparse
+    import re
+
+    from breakhis_lit.commands.data import _subparser, build_parser
+
+    args = [a.replace("{missing}", str(tmp_path / "nowhere")) for a in args]
+    full = [args[0]]
+    if "--root" not in args:
+        full += ["--root", str(demo_root)]
+    if args[0] == "split":
+        full += ["--out", str(tmp_path / "split.csv")]
+    with pytest.raises(BreakHisError) as info:
+        main(full + args[1:])
+    parser: argparse.ArgumentParser = _subparser(build_parser(), args[0])
+    accepted = {flag for action in parser._actions for flag in action.option_strings}
+    named = re.findall(r"--[a-z][\w.-]*[a-z]", str(info.value))
+    assert [flag for flag in named if flag not in accepted] == [], str(info.value)

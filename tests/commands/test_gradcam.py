@@ -8,7 +8,7 @@ import torch
 from lightning.pytorch.cli import instantiate_module
 from PIL import Image
 
-from breakhis_lit.commands.gradcam import _class_names, _image_size, _target_index, collect_images, main
+from breakhis_lit.commands.gradcam import _data, _target_index, collect_images, main
 from breakhis_lit.data.naming import SUBTYPE_CODES
 from breakhis_lit.errors import BreakHisError
 from breakhis_lit.models.classifier import BreakHisClassifier
@@ -112,24 +112,20 @@ def test_checkpoint_without_datamodule_hparams(tmp_path, image_dir, capsys):
 
 
 def test_image_size_precedence(capsys):
-    assert _image_size(None, {"image_size": 64}, {"image_size": 96}) == 64
-    assert _image_size(None, {}, {"image_size": 96}) == 96
-    assert _image_size(None, {}, {}) == 224
-    assert _image_size(None, {"image_size": [32, 32]}, {}) == 32
-    assert _image_size(48, {}, {}) == 48
-    assert _image_size(48, {"image_size": 64}, {}) == 48
+    assert _data(None, {"image_size": 64}).image_size == 64
+    assert _data(None, {}).image_size == 224
+    assert _data(None, {"image_size": [32, 32]}).image_size == 32
+    assert _data(48, {}).image_size == 48
+    assert _data(48, {"image_size": 64}).image_size == 48
     assert "--image-size 48 differs from the training image size 64" in capsys.readouterr().err
     with pytest.raises(BreakHisError, match=r"data\.image_size=0"):
-        _image_size(None, {"image_size": 0}, {})
+        _data(None, {"image_size": 0})
 
 
-def test_class_names():
-    subtypes = ["A", "F", "PT", "TA", "DC", "LC", "MC", "PC"]
-    assert _class_names(2, {"task": "binary"}, {}) == ["benign", "malignant"]
-    assert _class_names(8, {"task": "subtype"}, {}) == subtypes
-    assert _class_names(8, {}, {"task": "subtype"}) == subtypes
-    assert _class_names(8, {}, {}) == subtypes
-    assert _class_names(3, {}, {}) == ["class_0", "class_1", "class_2"]
+def test_class_names_come_from_the_data_options():
+    assert _data(None, {"task": "binary"}).classes == ["benign", "malignant"]
+    assert _data(None, {"task": "subtype"}).classes == ["A", "F", "PT", "TA", "DC", "LC", "MC", "PC"]
+    assert _data(None, {}).classes == ["benign", "malignant"]  # the data module's default task
 
 
 def test_config_finds_the_experiment_checkpoint(ckpt, image_dir, tmp_path):

@@ -92,3 +92,28 @@ def test_skips_finished_and_continues_after_failure(
     assert "done   alpha-40x-seed2" in out
     assert "2/3 runs finished, 1 failed" in out
     assert (root / "sweep" / "alpha-40x-seed1.log").is_file()
+
+
+def test_announces_each_run_with_its_log_and_an_eta(
+    configs: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = tmp_path / "logs"
+    monkeypatch.setattr(sweep, "_commands", lambda *args: [[sys.executable, "-c", "print('ok')"]])
+    code = sweep.main(["--configs", str(configs[0]), "--magnifications", "100", "--seeds", "0", "1", "2",
+                       "--log-root", str(root)])  # fmt: skip
+    out = capsys.readouterr().out.splitlines()
+    assert code == 0
+    starts = [line for line in out if " start  " in line]
+    log = root / "sweep" / "alpha-100x-seed0.log"
+    assert starts[0] == f"[1/3] start  alpha 100X seed 0: alpha-100x-seed0, log {log}"  # no ETA before a run ended
+    assert starts[1].startswith("[2/3] start  alpha 100X seed 1: ")
+    assert starts[1].endswith(" s)")
+    assert " (ETA " in starts[1]
+    assert out.index(starts[1]) > next(i for i, line in enumerate(out) if line.startswith("[1/3] done"))
+
+
+def test_eta_scales_with_runs_left_and_workers() -> None:
+    assert sweep.eta([], 5, 1) == ""
+    assert sweep.eta([600.0, 1200.0], 4, 1) == "ETA 1 h 00 min"
+    assert sweep.eta([600.0, 1200.0], 4, 2) == "ETA 30 min"
+    assert sweep.eta([10.0], 3, 1) == "ETA 30 s"

@@ -21,11 +21,8 @@ from breakhis_lit.data.cache import (
 
 
 @pytest.fixture(scope="module")
-def samples(shared_breakhis):
-    paths = sorted((shared_breakhis / "samples").glob("*.png"))
-    if len(paths) != 18:
-        pytest.skip("../shared/breakhis/samples not present: the 18 real BreakHis PNGs are unavailable")
-    return paths
+def samples(breakhis_samples):
+    return breakhis_samples
 
 
 def _files(paths):

@@ -52,7 +52,7 @@ def test_learns_the_demo_task(demo_root: Path, tmp_path: Path) -> None:
 def test_num_classes_must_match_the_task(demo_root: Path, tmp_path: Path) -> None:
     model = BreakHisClassifier(DALAResNet(arch="resnet18", num_classes=2))
     trainer = _trainer(tmp_path, epochs=1, limit_train_batches=1, limit_val_batches=1)
-    with pytest.raises(BreakHisError, match=r"num_classes=2 but data.task 'subtype' has 8 classes"):
+    with pytest.raises(BreakHisError, match=r"num_classes 2 but --data.task 'subtype' has 8 classes"):
         trainer.fit(model, _data(demo_root, tmp_path, task="subtype"))
 
 

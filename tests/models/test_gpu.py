@@ -67,7 +67,6 @@ def test_checkpoint_snapshot_of_gpu_tensors_is_taken_at_save_time(tmp_path: Path
     io = AtomicCheckpointIO()
     weights = torch.ones(1 << 20, device="cuda")
     io.save_checkpoint({"state_dict": {"w": weights}}, tmp_path / "a.ckpt")
-    assert io._buffers[0][1].is_pinned()  # non-blocking copy into pinned host memory
     weights.zero_()  # queued after the copy on the same stream: the file keeps the ones
     io.teardown()
     saved = torch.load(tmp_path / "a.ckpt", weights_only=True)["state_dict"]["w"]

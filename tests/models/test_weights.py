@@ -191,6 +191,10 @@ def test_unreadable_files(tmp_path):
     with pytest.raises(BreakHisError, match="cannot read weights") as info:
         read_state_dict(tmp_path / "junk.pth")
     assert "\n" not in str(info.value)
+    torch.save({"conv1.weight": torch.zeros(1), "when": urllib.error.URLError("x")}, tmp_path / "objects.pth")
+    with pytest.raises(BreakHisError, match=r"it names urllib2?[.\w]*URLError, which is neither a tensor") as info:
+        read_state_dict(tmp_path / "objects.pth")
+    assert "weights_only" not in str(info.value)
     torch.save({"conv1.weight": torch.zeros(1), "note": "text"}, tmp_path / "mixed.pth")
     with pytest.raises(BreakHisError, match="'note' is a str"):
         read_state_dict(tmp_path / "mixed.pth")

@@ -16,14 +16,19 @@ def test_write_report(fake_logs, tmp_path):
     written = write_report(load_runs(fake_logs), tmp_path / "out", log=notes.append)
     names = [path.name for path in written]
     assert names == [
+        "comparisons.md",
+        "comparisons.csv",
         "table5.md",
         "table5.csv",
         "table6.md",
         "table6.csv",
+        "calibration.md",
+        "calibration.csv",
         "curves_loss.png",
         "curves_accuracy.png",
         "confusion.png",
         "gradcam_pairs.png",
+        "reliability.png",
         "report.md",
     ]
     assert all(path.is_file() and path.stat().st_size > 0 for path in written)
@@ -38,7 +43,7 @@ def test_write_report(fake_logs, tmp_path):
     assert len(notes) == 6
     assert all("scored on 2 different test splits" in note for note in notes)
     table5_md = (tmp_path / "out" / "table5.md").read_text()
-    assert table5_md.count("| patient (accession) | 2 splits | 2 |") == 6
+    assert table5_md.count("| patient (accession) | 2 splits | 2 | 2 splits, union of 6 patients |") == 6
 
 
 def test_write_report_again_overwrites_own_files(fake_logs, tmp_path):

@@ -9,16 +9,11 @@ import pytest
 import torch
 from PIL import Image
 
-SAMPLES = Path(__file__).resolve().parents[2] / ".." / "shared" / "breakhis" / "samples"
-
 
 @pytest.fixture(scope="session")
-def sample_paths() -> list[Path]:
-    """The real sample PNGs, sorted by name; skips when the folder is absent."""
-    paths = sorted(SAMPLES.glob("*.png")) if SAMPLES.is_dir() else []
-    if not paths:
-        pytest.skip(f"{SAMPLES} not present: the 18 real BreakHis sample PNGs are unavailable")
-    return paths
+def sample_paths(breakhis_samples: list[Path]) -> list[Path]:
+    """The real sample PNGs, sorted by name (``tests/conftest.py`` skips when they are absent)."""
+    return breakhis_samples
 
 
 @pytest.fixture(scope="session")

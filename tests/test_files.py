@@ -1,5 +1,6 @@
 """Atomic writes: permissions follow the umask, failures keep the old file, stale temporary files are removed."""
 
+import errno
 import os
 import signal
 import stat
@@ -10,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from breakhis_lit import io as io_mod
-from breakhis_lit.io import (
+from breakhis_lit import files as files_mod
+from breakhis_lit.errors import DiskFullError
+from breakhis_lit.files import (
     DEAD_WRITER_TEMP_AGE_S,
     STALE_TEMP_AGE_S,
     atomic_write,
@@ -50,7 +52,7 @@ def test_failed_write_keeps_the_old_file_and_leaves_no_temp(tmp_path):
         f.write(b"half")
         raise OSError(28, "No space left on device")
 
-    with pytest.raises(OSError, match="No space"):
+    with pytest.raises(OSError, match="no space left"):
         atomic_write(target, boom)
     assert target.read_text() == "old\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["predictions.csv"]
@@ -68,7 +70,7 @@ def _dead_pid() -> int:
 
 def test_killed_write_leaves_a_temp_that_the_next_write_removes(tmp_path):
     code = (
-        "import sys, time; from breakhis_lit.io import atomic_write\n"
+        "import sys, time; from breakhis_lit.files import atomic_write\n"
         "def slow(f):\n"
         "    f.write(b'x' * 1_000_000); f.flush(); print('writing', flush=True); time.sleep(60)\n"
         "atomic_write(sys.argv[1], slow)\n"
@@ -89,7 +91,7 @@ def test_killed_write_leaves_a_temp_that_the_next_write_removes(tmp_path):
 
 
 def test_only_stale_temps_are_removed(tmp_path):
-    host = io_mod._HOST
+    host = files_mod._HOST
     dead, alive = _dead_pid(), os.getpid()
     names = {
         f".a.ckpt.{host}-{dead}.0123abcd.tmp": (120, True),  # dead writer of this machine
@@ -125,3 +127,24 @@ def test_concurrent_writers_never_remove_each_others_temps(tmp_path):
     assert len(seen[0]) == 2  # both temporary files existed side by side
     assert (tmp_path / "a.json").read_bytes() == b"outer"
     assert (tmp_path / "b.json").read_bytes() == b"inner"
+
+
+def test_full_disk_names_the_file_and_keeps_the_previous_one(tmp_path: Path) -> None:
+    target = tmp_path / "last.ckpt"
+    target.write_bytes(b"previous")
+
+    def write(f: object) -> None:
+        try:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        except OSError:  # torch.save's zip writer reports it so, while handling the OSError
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos") from None
+
+    with pytest.raises(DiskFullError) as info:
+        atomic_write(target, write)
+    assert isinstance(info.value, OSError)  # the image cache tolerates failed writes as OSErrors
+    message = str(info.value)
+    assert message.startswith(f"{target}: no space left to write it (")
+    assert " free of " in message
+    assert "\n" not in message
+    assert target.read_bytes() == b"previous"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt"]

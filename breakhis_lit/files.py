@@ -3,19 +3,23 @@
 A write goes to ``.<name>.<host>-<pid>.<random>.tmp`` beside the destination and is renamed into place. A process
 killed mid-write leaves that temporary file; the next atomic write into the same folder removes it once it is
 certainly stale: its writer ran on this machine and is gone, or nobody has touched it for an hour (writers on
-other machines sharing the folder, temporary files of older versions).
+other machines sharing the folder, temporary files named by ``tempfile.mkstemp``).
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import re
+import shutil
 import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
+
+from breakhis_lit.errors import DiskFullError
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +31,7 @@ STALE_TEMP_AGE_S = 3600.0
 DEAD_WRITER_TEMP_AGE_S = 60.0
 _HOST = re.sub(r"[^A-Za-z0-9_]", "_", socket.gethostname().split(".")[0]) or "host"
 _TEMP_NAME = re.compile(r"^\..+\.(?P<host>[A-Za-z0-9_]+)-(?P<pid>\d+)\.[0-9a-f]{8}\.tmp$")
-_LEGACY_TEMP_NAME = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")  # tempfile.mkstemp names of older versions
+_LEGACY_TEMP_NAME = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")  # tempfile.mkstemp-style names (no host or pid)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -124,6 +128,10 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], object], *, fsync
 
     Returns:
         The destination path.
+
+    Raises:
+        DiskFullError: When the disk (or quota) is full; the partial file is removed first, so the previous
+            ``path`` and every other file stay as they were.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -136,10 +144,50 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], object], *, fsync
                 f.flush()
                 os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         tmp.unlink(missing_ok=True)
+        if _out_of_space(err):
+            raise DiskFullError(disk_full_message(path)) from None
         raise
     return path
+
+
+_NO_SPACE = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+
+
+def _out_of_space(err: BaseException | None) -> bool:
+    """Whether ``err``, or an exception it was raised from or while handling, is a full disk or quota.
+
+    ``torch.save`` reports a full disk as a ``RuntimeError`` of its zip writer raised while handling the ``OSError``.
+    """
+    seen = 0
+    while err is not None and seen < 10:
+        if isinstance(err, OSError) and err.errno in _NO_SPACE:
+            return True
+        err, seen = err.__cause__ or err.__context__, seen + 1
+    return False
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TB"  # pragma: no cover
+
+
+def disk_full_message(path: str | Path) -> str:
+    """One line naming ``path``, the space left on its disk, and what to do."""
+    path = Path(path)
+    try:
+        usage = shutil.disk_usage(path.parent)
+        space = f"{_size(usage.free)} free of {_size(usage.total)} on the disk of {path.parent}"
+    except OSError:
+        space = f"the disk of {path.parent} is full"
+    return (
+        f"{path}: no space left to write it ({space}); free some space there or write to another disk; the files "
+        "written before are intact"
+    )
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:

@@ -1,0 +1,1 @@
+"""What ``test``, ``compare`` and ``report`` compute from predictions: intervals, calibration, paired comparisons."""
