@@ -128,17 +128,10 @@ class BreakHisDataModule(LightningDataModule):
         drop_last: Drop the last partial training batch: ``None`` (default) when the model asks for static shapes
             (its ``static_shapes``, true when the classifier compiles: a new batch shape means a new compilation),
             else ``true``/``false``. A 1-sample last batch is always dropped (BatchNorm cannot train on it).
-        hed_scale: HED stain jitter in training: each image's haematoxylin, eosin and DAB concentrations are
-            scaled by ``U(1 - hed_scale, 1 + hed_scale)`` (0.05: Tellez et al.'s "HED-light"; 0 with ``hed_bias``
-            0 turns the jitter off).
-        hed_bias: ... and shifted by ``U(-hed_bias, hed_bias)`` in optical density units (0.02: the shift whose
-            effect on real BreakHis images matches HED-light's; their 0.05 was in another HED space and would
-            turn white background blue or green here).
-        stain_norm: ``none``, ``macenko`` or ``reinhard``: normalise every image once, in the image cache, to a
-            target fitted on the training images.
-        stain_target: Read the stain target from this JSON file instead of fitting it (the command line sets it
-            to the run's ``stain_target.json`` for every verb that works on a fitted run); its method must be
-            ``stain_norm``.
+        hed_scale: HED jitter: haematoxylin, eosin and DAB scaled by ``U(1 ± hed_scale)`` (0.05: "HED-light").
+        hed_bias: ... and shifted by ``U(±hed_bias)`` in optical density (0 and 0: no jitter; README, Stain).
+        stain_norm: ``none``, ``macenko`` or ``reinhard``: normalised once, in the cache, to a train-split target.
+        stain_target: The stain target JSON to read instead of fitting one (set to the run's by the command line).
     """
 
     def __init__(
