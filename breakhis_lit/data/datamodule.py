@@ -386,7 +386,7 @@ class BreakHisDataModule(LightningDataModule):
 
         The split is computed from the options, or read back from ``split_file`` (its files checked against the
         root); with ``trained_on``, test patients the fitted run trained on are refused. The command line calls
-        this before it creates a run directory or a logger, so a refused split writes nothing.
+        this before it creates a run directory or a logger, so a refused split (or stain target) writes nothing.
 
         Returns:
             The split's rows (every image, with its side and file size).
@@ -411,6 +411,7 @@ class BreakHisDataModule(LightningDataModule):
             rows = with_sizes(rows, index.abspath)
         if self.trained_on is not None:
             _check_unseen(rows, self.trained_on)
+        self._saved_target()  # a run's stain target that --data.stain_norm contradicts is refused here too
         self.index, self.split_rows = index, rows
         return rows
 

@@ -23,6 +23,10 @@ def _common(demo_root: Path, tmp: Path, *extra: str) -> list[str]:
     ]  # fmt: skip
 
 
+def _files(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
 @pytest.fixture(scope="module")
 def macenko_run(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
     tmp = tmp_path_factory.mktemp("stain_run")
@@ -62,9 +66,12 @@ def test_a_test_with_another_stain_option_is_refused(
     macenko_run: tuple[Path, list[str]], capsys: pytest.CaptureFixture[str]
 ) -> None:
     run, common = macenko_run
-    with pytest.raises(SystemExit):
+    before = _files(run)
+    with pytest.raises(SystemExit) as info:
         main(["test", *common, "--data.stain_norm", "none"])
+    assert info.value.code == 2
     assert "pass --data.stain_norm macenko" in capsys.readouterr().err
+    assert _files(run) == before  # refused before any logger or evaluation folder is made
     with pytest.raises(SystemExit):
         main(["test", *common, "--data.stain_target", str(run / "other.json")])
     assert "a fitted run is scored with its own stain target" in capsys.readouterr().err
