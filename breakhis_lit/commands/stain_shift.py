@@ -26,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
             "Stain-shift robustness: score each run's best checkpoint on its own test split with every image "
             "shifted by HED jitter at k times the training augmentation's strength (scale 0.05, shift 0.02 in OD), "
             "the same draws at every k, then normalised as the run normalises its images. Writes each run's "
-            "test/stain_shift.json and .csv (patient-bootstrap 95%% intervals of every metric), and into --out "
+            "test/stain_shift.json and .csv (patient-bootstrap 95% intervals of every metric), and into --out "
             "stain_shift.png (accuracy and AUROC against k, one curve per run), stain_shift_examples.png (shifted "
             "test images) and stain_shift.md (every run side by side)."
         ),
