@@ -196,7 +196,7 @@ class BreakHisClassifier(L.LightningModule):
                     else f"class_names {self.class_names} differ from the data's {datamodule.classes}; pass "
                     "class_names=data.classes"
                 )
-            self._eval_batch = datamodule.eval_batch_size
+            self._eval_batch = max(self._eval_batch, datamodule.eval_batch_size)
         if stage == "fit" and self.hparams.class_weights == "balanced":
             if not isinstance(datamodule, BreakHisDataModule):
                 raise BreakHisError("--model.class_weights balanced: needs a BreakHisDataModule for the class counts")
