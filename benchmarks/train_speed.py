@@ -757,11 +757,12 @@ def measure_ops(run: Run) -> None:
     with hand:
         hand_loop(run.build, train, val, 1, cpu, batch_size=batch, fused=True, on_step=hand.mark)
     pipe = OpCounter()
-    fused = '{"class_path": "torch.optim.AdamW", "init_args": {"lr": 1e-4, "weight_decay": 1e-4, "fused": true}}'
+    fused = '{"class_path": "torch.optim.AdamW", "init_args": {"fused": true}}'
     args = pipeline_args(run.args.config, root, run.work / "cache-ops", run.work / "logs", "ops", 1, run.quick, size)
     args += ["--trainer.accelerator", "cpu", "--trainer.devices", "1", "--trainer.precision", "32-true",
              "--data.batch_size", str(batch), "--trainer.num_sanity_val_steps", "0",
-             "--gradcam.every_n_epochs", "1000", "--model.optimizer", fused]  # fmt: skip
+             "--gradcam.every_n_epochs", "1000", "--model.optimizer", fused,
+             "--model.lr", "1e-4", "--model.weight_decay", "1e-4"]  # fmt: skip
     with counting_pipeline(pipe):
         run_pipeline(args, cpu)
     shutil.rmtree(run.work / "logs" / "ops", ignore_errors=True)

@@ -23,8 +23,10 @@ from breakhis_lit.files import atomic_write
 from breakhis_lit.load_errors import describe_load_error, holds_objects
 from breakhis_lit.rundir import BEST, CHECKPOINTS, LAST, versions
 
-_SAFE_PREFIXES = ("breakhis_lit.", "torch.optim.", "lightning.pytorch.cli.")
+_SAFE_PREFIXES = ("breakhis_lit.", "torch.optim.", "torch.nn.", "lightning.pytorch.cli.")
 """Modules a checkpoint may name as classes to build: anything else is refused before import."""
+_CALLABLE_KEYS = ("criterion", "optimizer", "lr_scheduler")
+"""The classifier's callable-typed hyper-parameters: a string there is an import path too (a function)."""
 
 
 class AtomicTorchCheckpointIO(TorchCheckpointIO):
@@ -264,7 +266,7 @@ def _class_paths(value: Any) -> list[str]:
 
 
 def check_safe_classes(checkpoint: dict[str, Any], path: str | Path) -> None:
-    """Refuse a checkpoint whose hyper-parameters name a class outside this package and ``torch.optim``.
+    """Refuse a checkpoint whose hyper-parameters name a class outside this package, ``torch.optim`` and ``torch.nn``.
 
     Lightning and jsonargparse import every ``class_path`` of a checkpoint's hyper-parameters to rebuild the
     model; this check runs first, so loading a checkpoint never imports (and so never executes) foreign code.
@@ -272,7 +274,11 @@ def check_safe_classes(checkpoint: dict[str, Any], path: str | Path) -> None:
     Raises:
         BreakHisError: Naming the first such class.
     """
-    unsafe = [p for p in _class_paths(checkpoint.get("hyper_parameters", {})) if not p.startswith(_SAFE_PREFIXES)]
+    hparams = checkpoint.get("hyper_parameters", {})
+    paths = _class_paths(hparams)
+    if isinstance(hparams, dict):
+        paths += [str(v) for k, v in hparams.items() if k in _CALLABLE_KEYS and isinstance(v, str)]
+    unsafe = [p for p in paths if not p.startswith(_SAFE_PREFIXES)]
     if unsafe:
         raise BreakHisError(f"{path} names class {unsafe[0]!r}, which is not loaded for safety; retrain with breakhis")
 

@@ -190,6 +190,8 @@ class BreakHisCLI(LightningCLI):
                 help="Score the run on other data on purpose (other magnification, task, root...): outputs go to "
                 "the run's evals/NAME/ folder, never over its own test results; patients it trained on are refused.",
             )
+        # The module's class names are the data's (metric names, figures); not an option of their own.
+        parser.link_arguments("data.classes", "model.class_names", apply_on="instantiate")
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.set_defaults(
             {
@@ -516,8 +518,8 @@ def run(args: ArgsType) -> None:
     # jsonargparse >= 4.49 warns about Lightning 2.6's use of its API; nothing a user can act on.
     warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"jsonargparse.*")
     warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
-    # The backbone's hyper-parameters are saved as its plain config (class_path + init_args) by LightningCLI.
-    warnings.filterwarnings("ignore", message=r"Attribute 'backbone' is an instance of `nn.Module`.*")
+    # The backbone's and criterion's hyper-parameters are saved as their plain config by LightningCLI.
+    warnings.filterwarnings("ignore", message=r"Attribute '(backbone|criterion)' is an instance of `nn.Module`.*")
     # Epoch metrics are reduced across processes by the module itself (torchmetrics and strategy.reduce).
     warnings.filterwarnings("ignore", message=r".*when logging on epoch level in distributed setting.*")
     # Evaluation verbs restore the weights only: the fit's callbacks (history) have nothing to do there.

@@ -8,6 +8,7 @@ import torch
 from breakhis_lit.checkpoints import (
     AtomicCheckpointIO,
     check_checkpoint_matches,
+    check_safe_classes,
     find_run_checkpoint,
     load_classifier,
     read_checkpoint,
@@ -124,6 +125,15 @@ def test_two_background_saves_never_mix(tmp_path: Path) -> None:
     assert b["state_dict"]["w"].sum().item() == 2000
     assert b["step"].item() == 2
     assert b["state_dict"]["w"].stride() == (1, 100)
+
+
+def test_losses_are_loaded_and_foreign_functions_are_not(tmp_path: Path) -> None:
+    loss = _ckpt(tmp_path / "loss.ckpt", {"class_path": "torch.nn.CrossEntropyLoss", "init_args": {}})
+    check_safe_classes(torch.load(loss, weights_only=True), loss)
+    checkpoint = torch.load(loss, weights_only=True)
+    checkpoint["hyper_parameters"]["criterion"] = "os.system"  # a function's import path, not a class_path
+    with pytest.raises(BreakHisError, match=r"names class 'os.system', which is not loaded for safety"):
+        check_safe_classes(checkpoint, loss)
 
 
 def test_matching_refuses_foreign_class_paths_too(tmp_path: Path) -> None:

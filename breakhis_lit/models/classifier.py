@@ -1,12 +1,15 @@
-"""The LightningModule: an injected backbone trained with cross-entropy and evaluated with the paper's metrics."""
+"""The LightningModule: an injected backbone, loss and optimiser, evaluated with the paper's metrics."""
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
+import inspect
 import math
 import os
 import random
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -14,9 +17,8 @@ from typing import Any, Literal
 import lightning as L
 import numpy as np
 import torch
-import torch.nn.functional as F
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
-from torch import Tensor
+from torch import Tensor, nn
 from torchmetrics import MeanMetric
 from typing_extensions import override
 
@@ -58,33 +60,31 @@ class StageResult:
 class BreakHisClassifier(L.LightningModule):
     """Image classifier for BreakHis (benign/malignant or the 8 subtypes).
 
-    The network is injected (``backbone``: any module of :mod:`breakhis_lit.models` mapping normalised
-    images to logits), so one class trains DALA-ResNet50 and every baseline. The module owns the loss,
-    the optimiser and the per-stage metrics; files (history, metrics.json, predictions) are written by
-    callbacks from what it exposes.
+    The parts are injected: the network (``backbone``: any module of :mod:`breakhis_lit.models` mapping normalised
+    images to logits, so one class trains DALA-ResNet50 and every baseline), the loss (``criterion``), the optimiser
+    (``optimizer``) and the class names (``class_names``; the command line links them from ``data.classes``). The
+    module owns the per-stage metrics; files (history, metrics.json, predictions) are written by callbacks from
+    what it exposes.
 
     Args:
-        backbone: The network: a :class:`~breakhis_lit.models.Backbone` (from Python, any ``nn.Module`` mapping images
-            to logits with a ``num_classes`` attribute works too; the command line lists the package's). Its
-            ``load_pretrained()`` runs once at the start of a fresh ``fit`` (never when a
-            checkpoint is restored: resuming, ``test``), so ImageNet weights are not downloaded again.
-        class_weights: ``"balanced"`` weighs the cross-entropy by ``n / (num_classes * count)`` of the
-            training split; ``"none"`` leaves it unweighted (the paper).
-        label_smoothing: Cross-entropy label smoothing.
-        lr: Learning rate of the default optimiser (AdamW; the paper uses 1e-4).
-        weight_decay: Weight decay of the default optimiser.
-        optimizer: Optional optimiser factory from the config (``class_path`` + ``init_args``); when
-            given it replaces the default AdamW and ``lr``/``weight_decay`` are ignored.
+        backbone: The network: a :class:`~breakhis_lit.models.Backbone` (from Python, any ``nn.Module`` with a
+            ``num_classes`` attribute). Its ``load_pretrained()`` runs at the start of a fresh ``fit`` only.
+        class_names: Class names in index order; default ``"0"``, ``"1"``...
+        criterion: The loss module, ``criterion(logits, labels)``; default cross-entropy.
+        class_weights: ``"balanced"`` sets the criterion's ``weight`` to the training split's ``n / (C * count)``;
+            ``"none"``: unweighted (the paper).
+        label_smoothing: Label smoothing of the default criterion.
+        lr: Learning rate of the optimiser (the paper uses 1e-4).
+        weight_decay: Weight decay of the optimiser.
+        optimizer: The optimiser (its ``lr`` and ``weight_decay`` are the options above); default AdamW, fused on
+            a GPU.
         lr_scheduler: Optional learning-rate scheduler factory (stepped per epoch).
         channels_last: Run convolutional backbones in channels-last memory format (faster on GPUs).
-        compile: Compile the backbone with ``torch.compile`` (opt-in; pays off on long GPU runs, see
-            ``benchmarks/README.md``): ``true`` (or ``"default"``) for the default mode, or a mode name:
-            ``"reduce-overhead"`` adds CUDA graphs, which pay at small batches (32) where the GPU waits for kernel
-            launches; ``"max-autotune"`` also tunes kernels (minutes of compilation). Compiled, shapes are static
-            (``dynamic=False``): the DataModule drops the last partial training batch (see :attr:`static_shapes`),
-            evaluation batches are padded to the evaluation batch size, the sanity check runs eagerly, and
-            inductor's cache persists in ``$TORCHINDUCTOR_CACHE_DIR`` (default: ``inductor/`` in the image cache
-            folder), so a second run reuses the compiled kernels.
+        compile: Compile the backbone with ``torch.compile`` (opt-in, for long GPU runs: ``benchmarks/README.md``):
+            ``true`` for the default mode, ``"reduce-overhead"`` (CUDA graphs, for small batches) or
+            ``"max-autotune"`` (tunes kernels for minutes). Shapes are then static: the last partial training batch is
+            dropped (:attr:`static_shapes`), evaluation batches padded, the sanity check eager; inductor's cache
+            persists in ``$TORCHINDUCTOR_CACHE_DIR`` (default ``inductor/`` in the image cache folder).
         tta: Test-time augmentation of ``test`` and ``predict`` (never of validation): ``"d4"`` averages the class
             probabilities of the 8 rotations and reflections of each image (:mod:`breakhis_lit.models.tta`).
             Not a hyper-parameter of the checkpoint: it is chosen when a run is scored.
@@ -98,6 +98,8 @@ class BreakHisClassifier(L.LightningModule):
     def __init__(
         self,
         backbone: Backbone,
+        class_names: Sequence[str] | None = None,
+        criterion: Callable[..., Any] | None = None,
         class_weights: Literal["none", "balanced"] = "none",
         label_smoothing: float = 0.0,
         lr: float = 1e-4,
@@ -111,21 +113,37 @@ class BreakHisClassifier(L.LightningModule):
         super().__init__()
         if tta not in ("none", "d4"):
             raise BreakHisError(f"--model.tta {tta!r}: unknown test-time augmentation; use none or d4")
+        num_classes = int(backbone.num_classes)
+        self.class_names = [str(c) for c in class_names] if class_names else [str(i) for i in range(num_classes)]
+        """Class names in index order."""
+        if len(self.class_names) != num_classes:
+            raise BreakHisError(
+                f"--model.backbone.init_args.num_classes {num_classes} but the data has {len(self.class_names)} "
+                f"classes ({', '.join(self.class_names)}); set num_classes: {len(self.class_names)}"
+            )
+        if criterion is not None and label_smoothing:
+            raise BreakHisError(
+                "--model.label_smoothing is for the default criterion; set it in --model.criterion's init_args"
+            )
+        weighable = criterion is None or (isinstance(criterion, nn.Module) and hasattr(criterion, "weight"))
+        if class_weights == "balanced" and not weighable:
+            raise BreakHisError("--model.class_weights balanced: the criterion has no `weight` to set them as")
+        _check_optimizer(optimizer)
         self.save_hyperparameters(logger=False, ignore=["tta"])
         self.tta = tta
         # Under LightningCLI the hyper-parameters are the plain config (class_path + init_args), so a checkpoint
-        # rebuilds its model and loads with weights_only=True. Built in Python, the backbone and optimiser are
-        # objects: keep only their names, so checkpoints stay plain (pass backbone= again to load them).
-        for key in ("backbone", "optimizer", "lr_scheduler"):
+        # rebuilds its model and loads with weights_only=True. Built in Python, the backbone, criterion and
+        # optimiser are objects: keep only their names, so checkpoints stay plain (pass backbone= again to load them).
+        for key in ("backbone", "criterion", "optimizer", "lr_scheduler"):
             value = self.hparams.get(key)
             if value is not None and not isinstance(value, dict | str | int | float | bool):
                 self.hparams[key] = None
                 self.hparams[f"{key}_name"] = getattr(value, "__qualname__", None) or type(value).__qualname__
         self.backbone = backbone
+        self.criterion = criterion if criterion is not None else nn.CrossEntropyLoss(label_smoothing=label_smoothing)
         self.optimizer_factory = optimizer
         self.scheduler_factory = lr_scheduler
         self.use_channels_last = channels_last and bool(getattr(backbone, "channels_last", False))
-        self.register_buffer("loss_weight", torch.empty(0), persistent=False)
         self.register_buffer("nonfinite_step", torch.tensor(-1), persistent=False)
         self.register_buffer("nonfinite_eval", torch.tensor(False), persistent=False)
         self.eval_outputs: dict[str, dict[str, Tensor]] = {}
@@ -142,11 +160,12 @@ class BreakHisClassifier(L.LightningModule):
         # loss is caught by nonfinite_step instead).
         self.train_loss, self.val_loss, self.test_loss = (MeanMetric(nan_strategy="disable") for _ in _STAGES)
         """Each stage's mean loss over the epoch's samples (reduced across processes by torchmetrics)."""
+        self.train_metrics, self.val_metrics, self.test_metrics = (
+            ClassificationMetrics(self.class_names, prefix=f"{name}/") for name in _STAGES
+        )
         self._compiled = False
         self._eval_batch = 0
         self._restored = False
-        self.class_names: list[str] = []
-        """Class names in index order (set up from the data module)."""
         self.checkpoint_epoch: int | None = None
         """Epoch (counted from 1) of the checkpoint the weights were restored from; ``None`` when none was."""
         self.validation_choice: ValidationChoice | None = None
@@ -157,22 +176,33 @@ class BreakHisClassifier(L.LightningModule):
         """Number of output classes of the backbone."""
         return int(self.backbone.num_classes)
 
+    @property
+    def loss_weight(self) -> Tensor:
+        """The criterion's class weights (empty when unweighted)."""
+        weight = getattr(self.criterion, "weight", None)
+        return weight if isinstance(weight, Tensor) else torch.empty(0)
+
     @override
     def setup(self, stage: str) -> None:
-        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-        classes = list(getattr(datamodule, "classes", [])) or [str(i) for i in range(self.num_classes)]
-        if len(classes) != self.num_classes:
-            raise BreakHisError(
-                f"--model.backbone.init_args.num_classes {self.num_classes} but --data.task "
-                f"'{getattr(datamodule, 'task', '?')}' has {len(classes)} classes; set num_classes: {len(classes)}"
-            )
-        self.class_names = classes
-        for name in _STAGES:
-            if not hasattr(self, f"{name}_metrics"):
-                setattr(self, f"{name}_metrics", ClassificationMetrics(classes, prefix=f"{name}/"))
+        from breakhis_lit.data import BreakHisDataModule
+
+        datamodule = self.trainer.datamodule if self._trainer is not None else None
+        if isinstance(datamodule, BreakHisDataModule):
+            if datamodule.classes != self.class_names:
+                raise BreakHisError(
+                    f"--model.backbone.init_args.num_classes {self.num_classes} but --data.task '{datamodule.task}' "
+                    f"has {datamodule.num_classes} classes; set num_classes: {datamodule.num_classes}"
+                    if datamodule.num_classes != self.num_classes
+                    else f"class_names {self.class_names} differ from the data's {datamodule.classes}; pass "
+                    "class_names=data.classes"
+                )
+            self._eval_batch = max(self._eval_batch, datamodule.eval_batch_size)
         if stage == "fit" and self.hparams.class_weights == "balanced":
+            if not isinstance(datamodule, BreakHisDataModule):
+                raise BreakHisError("--model.class_weights balanced: needs a BreakHisDataModule for the class counts")
             counts = datamodule.train_class_counts().float()
-            self.loss_weight = counts.sum() / (len(counts) * counts.clamp(min=1))
+            weight = counts.sum() / (len(counts) * counts.clamp(min=1))
+            self.criterion.register_buffer("weight", weight, persistent=False)  # not in checkpoints: set each fit
         if self.use_channels_last:
             self.backbone.to(memory_format=torch.channels_last)
         if self.hparams.compile and not self._compiled:
@@ -206,8 +236,7 @@ class BreakHisClassifier(L.LightningModule):
         if not self._compiled or self.training:
             return self(images)
         n = images.shape[0]
-        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-        self._eval_batch = max(self._eval_batch, n, int(getattr(datamodule, "eval_batch_size", 0) or 0))
+        self._eval_batch = max(self._eval_batch, n)
         if n < self._eval_batch:  # the last batch: zeros after it (evaluation mode, so they change nothing else)
             images = torch.cat([images, images.new_zeros((self._eval_batch - n, *images.shape[1:]))])
         sanity = self._trainer is not None and self.trainer.sanity_checking
@@ -272,8 +301,7 @@ class BreakHisClassifier(L.LightningModule):
         return getattr(self, f"{stage}_loss")
 
     def _loss(self, logits: Tensor, labels: Tensor) -> Tensor:
-        weight = self.loss_weight if self.loss_weight.numel() else None
-        return F.cross_entropy(logits.float(), labels, weight=weight, label_smoothing=self.hparams.label_smoothing)
+        return self.criterion(logits.float(), labels)
 
     def _step(self, batch: dict[str, Tensor], stage: str) -> Tensor:
         logits = self._logits(batch["image"])
@@ -344,8 +372,7 @@ class BreakHisClassifier(L.LightningModule):
     def _reset(self, stage: str) -> None:
         if stage == "train":
             self._train_outputs.clear()
-        if hasattr(self, f"{stage}_metrics"):
-            self._metrics(stage).reset()
+        self._metrics(stage).reset()
         self._mean_loss(stage).reset()
         self._eval_buffers.pop(stage, None)
 
@@ -473,13 +500,11 @@ class BreakHisClassifier(L.LightningModule):
 
     @override
     def configure_optimizers(self) -> Any:
+        options = {"lr": self.hparams.lr, "weight_decay": self.hparams.weight_decay}
         if self.optimizer_factory is not None:
-            optimizer = self.optimizer_factory(self.parameters())
+            optimizer = self.optimizer_factory(self.parameters(), **options)
         else:
-            fused = self.device.type == "cuda"
-            optimizer = torch.optim.AdamW(
-                self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay, fused=fused
-            )
+            optimizer = torch.optim.AdamW(self.parameters(), **options, fused=self.device.type == "cuda")
         if self.scheduler_factory is None:
             return optimizer
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer)}}
@@ -491,3 +516,18 @@ class BreakHisClassifier(L.LightningModule):
             "params_total": sum(p.numel() for p in params),
             "params_trainable": sum(p.numel() for p in params if p.requires_grad),
         }
+
+
+def _check_optimizer(factory: Callable[..., Any] | None) -> None:
+    """Refuse an optimiser factory that binds lr or weight_decay: they come from the module's own options."""
+    if not isinstance(factory, functools.partial):  # a class (or a function) is called with them
+        return
+    cls = next((f for f in (factory.func, *factory.args) if isinstance(f, type)), None)
+    defaults = inspect.signature(cls).parameters if cls is not None else {}
+    for key in ("lr", "weight_decay"):
+        default = defaults[key].default if key in defaults else inspect.Parameter.empty
+        if key in factory.keywords and factory.keywords[key] != default:
+            raise BreakHisError(
+                f"--model.optimizer sets {key} {factory.keywords[key]}: set it with --model.{key} instead (given to "
+                "every optimiser); drop it from the optimiser's init_args"
+            )

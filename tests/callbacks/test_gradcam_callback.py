@@ -39,7 +39,7 @@ class TinyNet(nn.Module):
 
 
 def Classifier():
-    return BreakHisClassifier(backbone=TinyNet(), lr=0.05, channels_last=False)
+    return BreakHisClassifier(TinyNet(), ["benign", "malignant"], lr=0.05, channels_last=False)
 
 
 class ToyData(BreakHisDataModule):

@@ -1,5 +1,6 @@
 """Tests of the LightningModule: it learns the demo task, checks its inputs, loads weights once."""
 
+import functools
 import os
 from pathlib import Path
 
@@ -13,6 +14,8 @@ from breakhis_lit.errors import BreakHisError
 from breakhis_lit.metrics import ClassificationMetrics
 from breakhis_lit.models import BreakHisClassifier, DALAResNet
 from breakhis_lit.models.epoch_buffer import EpochBuffer
+
+CLASSES = ["benign", "malignant"]
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +38,7 @@ def _trainer(tmp: Path, epochs: int, **kwargs) -> L.Trainer:
 def test_learns_the_demo_task(demo_root: Path, tmp_path: Path) -> None:
     """A real learning test: held-out patients are classified clearly above chance (0.5)."""
     L.seed_everything(0, verbose=False)
-    model = BreakHisClassifier(DALAResNet(arch="resnet18", num_classes=2), lr=5e-4)
+    model = BreakHisClassifier(DALAResNet(arch="resnet18", num_classes=2), CLASSES, lr=5e-4)
     data = _data(demo_root, tmp_path)
     checkpoint = L.pytorch.callbacks.ModelCheckpoint(dirpath=tmp_path, monitor="val/balanced_accuracy", mode="max")
     # 6 epochs: with the default HED jitter, epoch 5's probabilities still rank well (AUROC 0.96) but sit on one
@@ -58,14 +61,51 @@ def test_num_classes_must_match_the_task(demo_root: Path, tmp_path: Path) -> Non
         trainer.fit(model, _data(demo_root, tmp_path, task="subtype"))
 
 
+def test_class_names_are_injected_and_match_the_backbone() -> None:
+    model = BreakHisClassifier(DALAResNet(arch="resnet18", num_classes=2), CLASSES)
+    assert model.class_names == CLASSES
+    assert model.val_metrics.class_names == CLASSES  # the metrics exist before any trainer
+    assert BreakHisClassifier(DALAResNet(arch="resnet18", num_classes=2)).class_names == ["0", "1"]
+    with pytest.raises(BreakHisError, match=r"num_classes 2 but the data has 8 classes"):
+        BreakHisClassifier(DALAResNet(arch="resnet18", num_classes=2), list("ABCDEFGH"))
+
+
+def test_the_optimiser_takes_the_modules_lr_and_weight_decay() -> None:
+    backbone = DALAResNet(arch="resnet18", num_classes=2)
+    adamw = BreakHisClassifier(backbone, CLASSES, lr=3e-4, weight_decay=0.01).configure_optimizers()
+    assert isinstance(adamw, torch.optim.AdamW)
+    assert (adamw.defaults["lr"], adamw.defaults["weight_decay"]) == (3e-4, 0.01)
+    sgd = functools.partial(torch.optim.SGD, momentum=0.9)
+    optimizer = BreakHisClassifier(backbone, CLASSES, lr=0.05, optimizer=sgd).configure_optimizers()
+    assert isinstance(optimizer, torch.optim.SGD)
+    assert (optimizer.defaults["lr"], optimizer.defaults["momentum"]) == (0.05, 0.9)
+    with pytest.raises(BreakHisError, match=r"--model\.optimizer sets lr 0\.5: set it with --model\.lr"):
+        BreakHisClassifier(backbone, CLASSES, optimizer=functools.partial(torch.optim.SGD, lr=0.5))
+
+
+def test_injected_criterion() -> None:
+    backbone = DALAResNet(arch="resnet18", num_classes=2)
+    logits, labels = torch.randn(6, 2), torch.tensor([0, 1, 1, 0, 1, 1])
+    model = BreakHisClassifier(backbone, CLASSES, label_smoothing=0.1)
+    expected = torch.nn.functional.cross_entropy(logits, labels, label_smoothing=0.1)
+    assert torch.allclose(model._loss(logits, labels), expected)
+    nll = BreakHisClassifier(backbone, CLASSES, criterion=torch.nn.NLLLoss())
+    assert torch.allclose(nll._loss(logits, labels), torch.nn.functional.nll_loss(logits, labels))
+    with pytest.raises(BreakHisError, match=r"--model\.label_smoothing is for the default criterion"):
+        BreakHisClassifier(backbone, CLASSES, criterion=torch.nn.NLLLoss(), label_smoothing=0.1)
+    with pytest.raises(BreakHisError, match=r"--model\.class_weights balanced: the criterion has no `weight`"):
+        BreakHisClassifier(backbone, CLASSES, criterion=torch.nn.MSELoss(), class_weights="balanced")
+
+
 def test_balanced_class_weights(demo_root: Path, tmp_path: Path) -> None:
-    model = BreakHisClassifier(DALAResNet(arch="resnet18", num_classes=2), class_weights="balanced")
+    model = BreakHisClassifier(DALAResNet(arch="resnet18", num_classes=2), CLASSES, class_weights="balanced")
     data = _data(demo_root, tmp_path)
     _trainer(tmp_path, epochs=1, limit_train_batches=1, limit_val_batches=1).fit(model, data)
     counts = data.train_class_counts().float()
     expected = counts.sum() / (2 * counts)
     assert torch.allclose(model.loss_weight, expected)
     assert model.loss_weight[0] > model.loss_weight[1]  # benign is the minority class
+    assert "criterion.weight" not in model.state_dict()  # set again at every fit, not restored
 
 
 def test_pretrained_weights_load_once_and_not_on_resume(
@@ -73,14 +113,15 @@ def test_pretrained_weights_load_once_and_not_on_resume(
 ) -> None:
     calls: list[str] = []
     monkeypatch.setattr(DALAResNet, "load_pretrained", lambda self: calls.append("load"))
-    model = BreakHisClassifier(DALAResNet(arch="resnet18", num_classes=2, pretrained=True))
+    model = BreakHisClassifier(DALAResNet(arch="resnet18", num_classes=2, pretrained=True), CLASSES)
     data = _data(demo_root, tmp_path)
     trainer = _trainer(tmp_path, epochs=1, limit_train_batches=1, limit_val_batches=1, enable_checkpointing=True)
     trainer.fit(model, data)
     assert calls == ["load"]
     ckpt = next(Path(tmp_path).rglob("*.ckpt"))
     resumed = _trainer(tmp_path, epochs=2, limit_train_batches=1, limit_val_batches=1)
-    resumed.fit(BreakHisClassifier(DALAResNet(arch="resnet18", num_classes=2, pretrained=True)), data, ckpt_path=ckpt)
+    fresh = BreakHisClassifier(DALAResNet(arch="resnet18", num_classes=2, pretrained=True), CLASSES)
+    resumed.fit(fresh, data, ckpt_path=ckpt)
     resumed.test(model, data, ckpt_path=ckpt, verbose=False)
     assert calls == ["load"]
 
@@ -92,7 +133,7 @@ def test_compile_option_reaches_torch_compile(
     calls: list[dict] = []
     monkeypatch.setattr(DALAResNet, "compile", lambda self, **kwargs: calls.append(kwargs))
     monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
-    model = BreakHisClassifier(DALAResNet(arch="resnet18", num_classes=2), compile=option)
+    model = BreakHisClassifier(DALAResNet(arch="resnet18", num_classes=2), CLASSES, compile=option)
     _trainer(tmp_path, epochs=1, limit_train_batches=1, limit_val_batches=1).fit(model, _data(demo_root, tmp_path))
     assert calls == [{"mode": mode, "dynamic": False}]  # once, with the mode (reduce-overhead: CUDA graphs)
     # inductor's cache next to the image cache, kept between runs
@@ -120,7 +161,7 @@ def test_compiled_runs_see_one_shape_per_mode(
 
     monkeypatch.setattr(DALAResNet, "forward", recording)
     monkeypatch.setattr(torch.compiler, "set_stance", recording_stance)
-    model = BreakHisClassifier(DALAResNet(arch="resnet18", num_classes=2), compile=compile)
+    model = BreakHisClassifier(DALAResNet(arch="resnet18", num_classes=2), CLASSES, compile=compile)
     data = _data(demo_root, tmp_path, image_size=32, batch_size=40, eval_batch_size=20)
     trainer = _trainer(tmp_path, epochs=1, num_sanity_val_steps=2)
     trainer.fit(model, data)
@@ -138,7 +179,7 @@ def test_compiled_runs_see_one_shape_per_mode(
 
 def test_bf16_mixed_precision_runs_on_the_cpu(demo_root: Path, tmp_path: Path) -> None:
     """The GPU default (bf16 autocast) through the whole step: float32 loss and metrics, finite values."""
-    model = BreakHisClassifier(DALAResNet(arch="resnet18", num_classes=2))
+    model = BreakHisClassifier(DALAResNet(arch="resnet18", num_classes=2), CLASSES)
     trainer = _trainer(tmp_path, epochs=1, limit_train_batches=2, limit_val_batches=1, precision="bf16-mixed")
     trainer.fit(model, _data(demo_root, tmp_path))
     val = model.epoch_metrics["val"]
@@ -165,7 +206,7 @@ def test_training_metrics_once_per_epoch_equal_per_step_updates(
 
     monkeypatch.setattr(EpochBuffer, "append", record_step)
     monkeypatch.setattr(ClassificationMetrics, "update", record_update)
-    model = BreakHisClassifier(DALAResNet(arch="resnet18", num_classes=2))
+    model = BreakHisClassifier(DALAResNet(arch="resnet18", num_classes=2), CLASSES)
     trainer = _trainer(tmp_path, epochs=2, limit_train_batches=3, limit_val_batches=1, num_sanity_val_steps=0)
     trainer.fit(model, _data(demo_root, tmp_path, image_size=32, batch_size=8))
     assert updates.count("train/") == 2  # once per epoch

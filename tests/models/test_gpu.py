@@ -16,6 +16,8 @@ from breakhis_lit.data import BreakHisDataModule
 from breakhis_lit.data.demo import generate_demo
 from breakhis_lit.models import BreakHisClassifier, DALAResNet
 
+BINARY = ["benign", "malignant"]
+
 pytestmark = [
     pytest.mark.gpu,
     pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
@@ -40,7 +42,7 @@ def _fit(root: Path, tmp: Path, model: BreakHisClassifier, epochs: int = 2) -> B
 
 
 def test_cuda_fit_uses_the_gpu_path(demo_root: Path, tmp_path: Path) -> None:
-    model = BreakHisClassifier(DALAResNet(arch="resnet18", num_classes=2), lr=5e-4)
+    model = BreakHisClassifier(DALAResNet(arch="resnet18", num_classes=2), BINARY, lr=5e-4)
     data = _fit(demo_root, tmp_path, model)
     assert data.dataset("train").images.is_cuda  # the uint8 cache moved to the GPU once
     optimizer = model.trainer.optimizers[0]
@@ -56,7 +58,7 @@ def test_cuda_fit_uses_the_gpu_path(demo_root: Path, tmp_path: Path) -> None:
 @pytest.mark.parametrize("mode", [True, "reduce-overhead"])
 def test_compiled_fit_matches_eager_quality(demo_root: Path, tmp_path: Path, mode: bool | str) -> None:
     L.seed_everything(0, verbose=False)
-    model = BreakHisClassifier(DALAResNet(arch="resnet18", num_classes=2), lr=5e-4, compile=mode)
+    model = BreakHisClassifier(DALAResNet(arch="resnet18", num_classes=2), BINARY, lr=5e-4, compile=mode)
     _fit(demo_root, tmp_path, model, epochs=3)
     val = model.epoch_metrics["val"]
     assert torch.isfinite(val["val/loss"])

@@ -52,7 +52,7 @@ def _fit(
         "--data.eval_batch_size", "8",
         "--trainer.max_epochs", str(epochs), "--trainer.log_every_n_steps", "1",
         "--trainer.enable_progress_bar", "true", "--trainer.accelerator", accelerator, "--trainer.devices", "1",
-        "--model.optimizer", '{"class_path": "torch.optim.AdamW", "init_args": {"lr": 5e-4, "fused": true}}',
+        "--model.optimizer", '{"class_path": "torch.optim.AdamW", "init_args": {"fused": true}}',
     ]  # fmt: skip
     try:
         main(args)
