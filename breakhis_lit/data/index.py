@@ -63,7 +63,7 @@ def find_breast_dir(root: str | os.PathLike) -> Path:
     found: list[Path] = []
     for parts in _LAYOUTS:
         cand = root.joinpath(*parts)
-        layout = cand.is_dir() and ((cand / "benign").is_dir() or (cand / "malignant").is_dir())
+        layout = cand.is_dir() and any((cand / label).is_dir() for label in LABELS)
         if layout and all(cand.resolve() != other.resolve() for other in found):
             found.append(cand)
     if len(found) > 1:
@@ -133,7 +133,7 @@ class DatasetIndex:
             for m in MAGNIFICATIONS
         }
         for counts in per_mag.values():
-            counts["total"] = counts["benign"] + counts["malignant"]
+            counts["total"] = sum(counts[label] for label in LABELS)
         subtypes = {}
         for code in SUBTYPE_CODES:
             ims = [im for im in self.images if im.subtype_code == code]
@@ -148,8 +148,7 @@ class DatasetIndex:
             "root": str(self.root),
             "breast_dir": str(self.breast_dir),
             "images": len(self.images),
-            "benign": labels["benign"],
-            "malignant": labels["malignant"],
+            **{label: labels[label] for label in LABELS},
             "per_magnification": per_mag,
             "subtypes": subtypes,
             "patient_folders": len({im.patient_folder for im in self.images}),
