@@ -21,6 +21,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from breakhis_lit.data.index import DatasetIndex, scan
 from breakhis_lit.data.naming import LABELS, SUBTYPE_CODES, parse_magnification, patient_folder, try_parse_filename
 from breakhis_lit.data.official import NUM_OFFICIAL_FOLDS
@@ -76,6 +78,20 @@ def classes_of(task: str) -> list[str]:
     """The class names of a task, in class-index order: ``benign malignant`` or the 8 subtype codes."""
     check_choice("task", task, TASKS)
     return list(LABELS) if task == "binary" else list(SUBTYPE_CODES)
+
+
+def example_indices(records: Sequence[SampleRecord], num_classes: int, per_class: int = 1) -> list[int]:
+    """Deterministic examples of each class, e.g. for Grad-CAM grids (indexes of ``records``, class by class).
+
+    Each class's ``per_class`` examples (fewer when it has fewer) are evenly spaced in path order.
+    """
+    picks: list[int] = []
+    for c in range(num_classes):
+        idx = sorted((i for i, r in enumerate(records) if r.label == c), key=lambda i: records[i].path)
+        if idx and per_class > 0:
+            take = np.unique(np.linspace(0, len(idx) - 1, min(per_class, len(idx))).round().astype(int))
+            picks.extend(idx[t] for t in take)
+    return picks
 
 
 class BreakHis:

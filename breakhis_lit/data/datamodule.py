@@ -27,7 +27,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 from typing_extensions import override
 
-from breakhis_lit.data.breakhis import BreakHis, SampleRecord, check_choice
+from breakhis_lit.data.breakhis import BreakHis, SampleRecord, check_choice, example_indices
 from breakhis_lit.data.cache import CachedImages, bad_images_message, load_or_build
 from breakhis_lit.data.dataset import CachedImageDataset, passthrough_collate
 from breakhis_lit.data.device import to_device
@@ -451,12 +451,7 @@ class BreakHisDataModule(LightningDataModule):
         """
         records = self.records(stage)
         ds = self.dataset(stage)
-        picks: list[int] = []
-        for c in range(self.num_classes):
-            idx = sorted((i for i, r in enumerate(records) if r.label == c), key=lambda i: records[i].path)
-            if idx and per_class > 0:
-                take = np.unique(np.linspace(0, len(idx) - 1, min(per_class, len(idx))).round().astype(int))
-                picks.extend(idx[t] for t in take)
+        picks = example_indices(records, self.num_classes, per_class)
         if not picks:
             return (
                 torch.zeros((0, 3, self.image_size, self.image_size), dtype=torch.uint8),

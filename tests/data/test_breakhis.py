@@ -8,7 +8,7 @@ from collections import Counter
 
 import pytest
 
-from breakhis_lit.data.breakhis import BreakHis, classes_of
+from breakhis_lit.data.breakhis import BreakHis, classes_of, example_indices
 from breakhis_lit.data.naming import accession_of
 from breakhis_lit.data.splits import SKIPPED, data_fingerprint, read_split_csv, split_hash, write_split_csv
 from breakhis_lit.errors import BreakHisError
@@ -205,3 +205,15 @@ def test_the_domain_object_never_imports_torch():
 
     code = "import sys, breakhis_lit.data.breakhis; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ})
+
+
+def test_example_indices_are_evenly_spaced_per_class(patient_40x):
+    records = patient_40x.records("train")
+    picks = example_indices(records, patient_40x.num_classes, per_class=3)
+    by_class = Counter(records[i].label for i in picks)
+    for c in range(patient_40x.num_classes):
+        assert by_class[c] == min(3, sum(r.label == c for r in records))
+    first_class = sorted((r for r in records if r.label == records[picks[0]].label), key=lambda r: r.path)
+    middle = round((len(first_class) - 1) / 2)
+    assert [records[i].path for i in picks[:3]] == [first_class[k].path for k in (0, middle, -1)]
+    assert example_indices(records, patient_40x.num_classes, per_class=0) == []
