@@ -84,7 +84,7 @@ class BreakHisDataModule(LightningDataModule):
         on_bad_image: ``error`` (name every unreadable image) or ``skip`` (warn, list as ``skipped``).
         augment: Random crops, flips, 90-degree rotations, HED stain jitter and colour jitter in training.
         predict_root: Predict on every image below this folder (recursive; the extensions of
-            :data:`~breakhis_lit.data.index.IMAGE_EXTENSIONS`, other files are skipped with a warning) instead of
+            :data:`~.image_folder.IMAGE_EXTENSIONS`, other files are skipped with a warning) instead of
             the test split.
         demo: Generate synthetic demo data at ``root`` when it does not exist.
         device_cache: Keep the image tensor on the GPU when training on CUDA and it fits comfortably.
