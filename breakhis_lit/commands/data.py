@@ -9,9 +9,10 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+from breakhis_lit.data.breakhis import BreakHis
 from breakhis_lit.data.cache import decode_images, find_duplicates
 from breakhis_lit.data.index import scan
-from breakhis_lit.data.splits import GROUP_BY, SPLIT_NAMES, STRATEGIES, make_split, with_sizes, write_split_csv
+from breakhis_lit.data.splits import GROUP_BY, SPLIT_NAMES, STRATEGIES, write_split_csv
 from breakhis_lit.errors import BreakHisError
 
 
@@ -86,18 +87,16 @@ def _split(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not args.force:
         raise BreakHisError(f"{out}: already exists; choose another --out or pass --force to overwrite it")
-    index = scan(args.root)
-    rows = make_split(
-        index.images,
-        args.split,
-        magnification=args.magnification,
+    rows = BreakHis(
+        args.root,
+        args.magnification,
+        split=args.split,
         group_by=args.group_by,
         ratios=(args.train_ratio, args.val_ratio, args.test_ratio),
         fold=args.fold,
         num_folds=args.num_folds,
         seed=args.seed,
-    )
-    rows = with_sizes(rows, index.abspath)
+    ).resolve()
     if out.parent != Path():
         out.parent.mkdir(parents=True, exist_ok=True)
     write_split_csv(rows, out)

@@ -147,8 +147,8 @@ def _target_index(target: str | None, classes: list[str]) -> int | None:
 def collect_images(inputs: Sequence[str], exclude: Path | None = None) -> list[Path]:
     """Image files named directly, or found recursively in folders, in input order then sorted per folder.
 
-    Folders contribute the files with an extension of :data:`breakhis_lit.data.index.IMAGE_EXTENSIONS`; the other
-    files are counted in one warning line on stderr (with an example). Files named directly are always tried.
+    Folders are read with :class:`breakhis_lit.data.image_folder.ImageFolder` (its extensions; the other files
+    are counted in one warning line on stderr, with an example). Files named directly are always tried.
 
     Args:
         inputs: Files and folders.
@@ -157,26 +157,17 @@ def collect_images(inputs: Sequence[str], exclude: Path | None = None) -> list[P
     Raises:
         BreakHisError: When an input does not exist, a folder cannot be read, or nothing is found.
     """
-    from breakhis_lit.data.index import IMAGE_EXTENSIONS, find_images, skipped_files_message, skipped_links_message
+    from breakhis_lit.data.image_folder import ImageFolder, no_images_message
 
-    skip = exclude.resolve() if exclude is not None else None
     found: list[Path] = []
     seen: set[Path] = set()
     for name in inputs:
         path = Path(name)
         if path.is_dir():
-            listing = find_images(path)
-            candidates = [path / rel for rel in listing.images]
-            others = [path / rel for rel in listing.others]
-            if skip is not None:
-                candidates = [p for p in candidates if not p.resolve().is_relative_to(skip)]
-                others = [p for p in others if not p.resolve().is_relative_to(skip)]
-            candidates.sort()
-            if others:
-                rels = sorted(p.relative_to(path).as_posix() for p in others)
-                print(f"warning: {skipped_files_message(path, rels)}", file=sys.stderr)
-            if listing.skipped_links:
-                print(f"warning: {skipped_links_message(path, listing.skipped_links)}", file=sys.stderr)
+            folder = ImageFolder.read(path, exclude=exclude)
+            candidates = sorted(folder.paths())
+            for line in folder.warnings():
+                print(f"warning: {line}", file=sys.stderr)
         elif path.is_file():
             candidates = [path]
         else:
@@ -187,9 +178,7 @@ def collect_images(inputs: Sequence[str], exclude: Path | None = None) -> list[P
                 seen.add(key)
                 found.append(candidate)
     if not found:
-        raise BreakHisError(
-            f"{' '.join(inputs)}: no images found ({' '.join(IMAGE_EXTENSIONS)}); pass image files or folders of images"
-        )
+        raise BreakHisError(no_images_message(" ".join(inputs), "pass image files or folders of images"))
     return found
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import yaml
 
 from breakhis_lit.config_files import resolve_config
+from breakhis_lit.data.naming import parse_magnification
 from breakhis_lit.errors import BreakHisError
 from breakhis_lit.rundir import LAST, versions
 
@@ -223,11 +224,14 @@ def main(argv: list[str] | None = None) -> int:
         cut = argv.index("--")
         argv, extra = argv[:cut], argv[cut + 1 :]
     args = build_parser().parse_args(argv)
-    mags = [m.upper().removesuffix("X") for m in args.magnifications]
-    for mag in mags:
-        if mag not in ("40", "100", "200", "400", "ALL"):
-            raise BreakHisError(f"--magnifications {mag}: unknown; use 40, 100, 200, 400 or all")
-    runs = plan(args.configs, [m.lower() for m in mags], args.seeds)
+    mags = []
+    for given in args.magnifications:
+        try:
+            mag = parse_magnification(given)
+        except BreakHisError:
+            raise BreakHisError(f"--magnifications {given}: unknown; use 40, 100, 200, 400 or all") from None
+        mags.append("all" if mag is None else str(mag))
+    runs = plan(args.configs, mags, args.seeds)
     if args.dry_run:
         for run in runs:
             for command in _commands(run, args.log_root, extra, resume=False):

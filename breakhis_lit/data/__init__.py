@@ -1,19 +1,20 @@
-"""BreakHis data layer: index, splits, decode-once cache, demo data and ``BreakHisDataModule``."""
+"""BreakHis data layer: index, splits, the ``BreakHis`` domain object, decode-once cache, demo data, data module."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from breakhis_lit.data.breakhis import BreakHis, SampleRecord
     from breakhis_lit.data.datamodule import BreakHisDataModule
-    from breakhis_lit.data.dataset import SampleRecord
     from breakhis_lit.data.naming import BreakHisImage
 
-__all__ = ["BreakHisDataModule", "BreakHisImage", "SampleRecord"]
+__all__ = ["BreakHis", "BreakHisDataModule", "BreakHisImage", "SampleRecord"]
 
 _LAZY = {
     "BreakHisDataModule": "breakhis_lit.data.datamodule",
-    "SampleRecord": "breakhis_lit.data.dataset",
+    "BreakHis": "breakhis_lit.data.breakhis",
+    "SampleRecord": "breakhis_lit.data.breakhis",
     "BreakHisImage": "breakhis_lit.data.naming",
 }
 

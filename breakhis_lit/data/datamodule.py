@@ -1,32 +1,20 @@
-"""``BreakHisDataModule``: patient-aware splits, a decode-once uint8 cache and batched on-device augmentation.
+"""``BreakHisDataModule``: a decode-once uint8 cache of a ``BreakHis`` split, batched loading, on-device augmentation.
 
-Label choice for the subtype task: patient ``14-13412`` is filed under both ductal (DC) and lobular (LC)
-carcinoma with (nearly) the same images. Both folders are kept, each image labelled with its folder's subtype.
-With ``group_by`` ``accession`` (default) or ``patient_id`` the two folders always share a split, so duplicated
-images never straddle train and test; with ``group_by=folder`` they can, and a split that puts byte-identical
-copies on two sides is refused. Byte-identical files are found from the content digests the cache keeps (taken
-while decoding); copies on two sides of a ``patient`` or ``kfold`` split, or filed under two patients, are refused
-(:func:`~breakhis_lit.data.splits.check_duplicates`).
+The images are those a :class:`~breakhis_lit.data.breakhis.BreakHis` selects (its classes, records and groups);
+the cache moves to the GPU when it fits.
 
-Stain handling: ``hed_scale``/``hed_bias`` add HED stain jitter to the training augmentation (on by default, at
-Tellez et al.'s "HED-light" strength; see :mod:`breakhis_lit.stain.hed_jitter` for why the shift is 0.02 here).
-``stain_norm`` (``macenko``, ``reinhard``) normalises every image once, when the image cache is built, to a target
-fitted on the training split's images only; the target is part of the cache key, so normalised and raw images
-never share a cache. A verb working on a fitted run reads the run's saved target back (``stain_target``, set by the
-command line) and never fits it again. Normalising in the cache rather than per batch on the device: it costs
-once what per batch would cost every epoch (about 100 images/s at 224 px on one CPU thread, 0.33 s a batch of 32),
-and Macenko's eigen-decomposition (``torch.linalg.eigh``) synchronises a CUDA device with the host.
+Stain handling: ``hed_scale``/``hed_bias`` add HED stain jitter to the training augmentation (Tellez et al.'s
+"HED-light"; see :mod:`breakhis_lit.stain.hed_jitter`). ``stain_norm`` (``macenko``, ``reinhard``) normalises every
+image once, when the cache is built, to a target fitted on the training split only (part of the cache key); a verb
+on a fitted run reads the run's target back (``stain_target``). In the cache rather than per batch: once instead
+of every epoch, and Macenko's ``torch.linalg.eigh`` would synchronise a CUDA device with the host.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
-import os
-import shutil
 import time
-from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -39,35 +27,14 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 from typing_extensions import override
 
+from breakhis_lit.data.breakhis import BreakHis, SampleRecord, check_choice, example_indices
 from breakhis_lit.data.cache import CachedImages, bad_images_message, load_or_build
-from breakhis_lit.data.dataset import CachedImageDataset, SampleRecord, passthrough_collate
-from breakhis_lit.data.demo import generate_demo
+from breakhis_lit.data.dataset import CachedImageDataset, passthrough_collate
 from breakhis_lit.data.device import to_device
-from breakhis_lit.data.index import (
-    IMAGE_EXTENSIONS,
-    DatasetIndex,
-    find_images,
-    scan,
-    skipped_files_message,
-    skipped_links_message,
-)
-from breakhis_lit.data.naming import LABELS, SUBTYPE_CODES, parse_magnification, try_parse_filename
-from breakhis_lit.data.official import NUM_OFFICIAL_FOLDS
+from breakhis_lit.data.image_folder import ImageFolder, no_images_message
+from breakhis_lit.data.index import DatasetIndex
 from breakhis_lit.data.samplers import SAMPLERS, BalancedSampler, EpochShuffleSampler
-from breakhis_lit.data.splits import (
-    GROUP_BY,
-    SKIPPED,
-    STRATEGIES,
-    SplitRow,
-    check_duplicates,
-    check_ratios,
-    check_split,
-    make_split,
-    mark_skipped,
-    read_split_csv,
-    split_hash,
-    with_sizes,
-)
+from breakhis_lit.data.splits import SPLIT_NAMES, SplitRow
 from breakhis_lit.data.transforms import BatchAugmentation
 from breakhis_lit.data.transforms import normalize as _normalize
 from breakhis_lit.errors import BreakHisError
@@ -117,7 +84,7 @@ class BreakHisDataModule(LightningDataModule):
         on_bad_image: ``error`` (name every unreadable image) or ``skip`` (warn, list as ``skipped``).
         augment: Random crops, flips, 90-degree rotations, HED stain jitter and colour jitter in training.
         predict_root: Predict on every image below this folder (recursive; the extensions of
-            :data:`~breakhis_lit.data.index.IMAGE_EXTENSIONS`, other files are skipped with a warning) instead of
+            :data:`~.image_folder.IMAGE_EXTENSIONS`, other files are skipped with a warning) instead of
             the test split.
         demo: Generate synthetic demo data at ``root`` when it does not exist.
         device_cache: Keep the image tensor on the GPU when training on CUDA and it fits comfortably.
@@ -167,27 +134,29 @@ class BreakHisDataModule(LightningDataModule):
         stain_target: str | None = None,
     ) -> None:
         super().__init__()
-        self._mag = parse_magnification(magnification)
-        _check_choice("task", task, ("binary", "subtype"))
-        _check_choice("split", split, STRATEGIES)
-        _check_choice("group_by", group_by, GROUP_BY)
-        _check_choice("sampler", sampler, SAMPLERS)
-        _check_choice("on_bad_image", on_bad_image, ("error", "skip"))
-        _check_choice("stain_norm", stain_norm, tuple(NORMALIZERS))
+        self.breakhis = BreakHis(
+            root,
+            magnification,
+            task,
+            split,
+            group_by,
+            (train_ratio, val_ratio, test_ratio),
+            fold,
+            num_folds,
+            seed,
+            split_file=split_file,
+            trained_on=trained_on,
+            demo=demo,
+        )
+        """The dataset's domain facts: classes, the split, records and groups of each stage."""
+        check_choice("sampler", sampler, SAMPLERS)
+        check_choice("on_bad_image", on_bad_image, ("error", "skip"))
+        check_choice("stain_norm", stain_norm, tuple(NORMALIZERS))
         for name, value in (("hed_scale", hed_scale), ("hed_bias", hed_bias)):
             if not (isinstance(value, int | float) and 0 <= value < 1):
                 default = hed_jitter.DEFAULT_SCALE if name == "hed_scale" else hed_jitter.DEFAULT_BIAS
                 raise BreakHisError(f"{name} {value!r}: must be in [0, 1); pass e.g. --data.{name} {default}")
-        self.ratios = check_ratios((train_ratio, val_ratio, test_ratio))
-        if split == "official" and not 1 <= fold <= NUM_OFFICIAL_FOLDS:
-            raise BreakHisError(
-                f"fold {fold}: the official split has folds 1-{NUM_OFFICIAL_FOLDS}; pass --data.fold 1..5"
-            )
-        if split == "kfold" and (num_folds < 2 or not 1 <= fold <= num_folds):
-            raise BreakHisError(
-                f"fold {fold} / num_folds {num_folds}: k-fold needs num_folds >= 2 and fold in 1..num_folds; "
-                f"pass e.g. --data.num_folds 5 --data.fold 1"
-            )
+        self.ratios = self.breakhis.ratios
         for name, value, low in (
             ("image_size", image_size, 8),
             ("batch_size", batch_size, 1),
@@ -227,15 +196,13 @@ class BreakHisDataModule(LightningDataModule):
         self.stain_norm_target: StainTarget | None = None
         """The stain target the images are normalised to (an ``IdentityTarget`` without normalisation), after
         :meth:`setup`; ``fit`` saves it with the run."""
-        self.classes: list[str] = list(LABELS) if task == "binary" else list(SUBTYPE_CODES)
+        self.classes: list[str] = list(self.breakhis.classes)
         self.num_classes = len(self.classes)
         self.augmentation = BatchAugmentation(hed_scale=self.hed_scale, hed_bias=self.hed_bias)
         self._epoch_draws: tuple[tuple[int, int], Tensor] | None = None  # (trainer id, epoch), parameter rows
         self._epoch_offset = 0
         self._epoch_generator = torch.Generator()
         self.group_names: list[str] = []
-        self.index: DatasetIndex | None = None
-        self.split_rows: list[SplitRow] = []
         self.skipped: list[tuple[str, str]] = []
         self._group_ids: dict[str, int] = {}
         self._records: dict[str, list[SampleRecord]] = {}
@@ -245,9 +212,19 @@ class BreakHisDataModule(LightningDataModule):
         self._train_sampler: EpochShuffleSampler | None = None
 
     # ------------------------------------------------------------------ setup
+    @property
+    def index(self) -> DatasetIndex | None:
+        """The scanned root (after :meth:`resolve_split`)."""
+        return self.breakhis.index
+
+    @property
+    def split_rows(self) -> list[SplitRow]:
+        """The split table (``splits.csv``; after :meth:`resolve_split`, with unreadable images ``skipped``)."""
+        return self.breakhis.rows
+
     @override
     def prepare_data(self) -> None:
-        self._ensure_demo()
+        self.breakhis.prepare()
 
     @override
     def setup(self, stage: str | None = None) -> None:
@@ -258,36 +235,6 @@ class BreakHisDataModule(LightningDataModule):
         if stage == "predict" or stage is None:
             self._records["predict"] = self._records["test"]
             self._datasets["predict"] = self._datasets["test"]
-
-    def _ensure_demo(self) -> None:
-        """Generate the demo data at ``root`` (once, atomically) when ``demo`` is set and ``root`` is absent."""
-        if not self.demo:
-            return
-        root = Path(self.root).expanduser()
-        if root.is_dir() and any(root.iterdir()):
-            return
-        base = root.parent if root.name == "BreaKHis_v1" else root
-        base.parent.mkdir(parents=True, exist_ok=True)
-        with _lock(base.parent / f".{base.name}.demo.lock"):
-            if root.is_dir() and any(root.iterdir()):
-                return
-            tmp = base.parent / f".{base.name}.demo-tmp-{os.getpid()}"
-            shutil.rmtree(tmp, ignore_errors=True)
-            log.info("generating demo data in %s", base)
-            generate_demo(tmp, seed=self.seed)
-            try:
-                if root.is_dir() and root != base:
-                    root.rmdir()  # empty
-                if not base.exists() or (base.is_dir() and not any(base.iterdir())):
-                    if base.exists():
-                        base.rmdir()
-                    os.replace(tmp, base)
-                else:
-                    for name in ("BreaKHis_v1", "masks", "demo.json"):
-                        if not (base / name).exists():
-                            os.replace(tmp / name, base / name)
-            finally:
-                shutil.rmtree(tmp, ignore_errors=True)
 
     def _load_cache(
         self,
@@ -349,11 +296,10 @@ class BreakHisDataModule(LightningDataModule):
             )
         return target
 
-    def _fit_target(self, images: Tensor, row_of: dict[str, int], rows: Sequence[SplitRow]) -> StainTarget:
-        """The stain target of ``stain_norm``, fitted on the training split's images only."""
+    def _fit_target(self, images: Tensor, train: Sequence[int]) -> StainTarget:
+        """The stain target of ``stain_norm``, fitted on the training split's images (rows ``train``) only."""
         if self.stain_norm == "none":
             return IdentityTarget()
-        train = [row_of[r.path] for r in rows if r.split == "train"]
         start = time.perf_counter()
         target = get_normalizer(self.stain_norm).fit(images[train])
         log.info(
@@ -378,132 +324,50 @@ class BreakHisDataModule(LightningDataModule):
         log.info("image cache (%.2f GB) moved to %s; num_workers set to 0", images.numel() / 1e9, device)
         return images.to(device)
 
-    def _label_of(self, label: str, subtype_code: str) -> int:
-        return LABELS.index(label) if self.task == "binary" else SUBTYPE_CODES.index(subtype_code)
-
     def resolve_split(self) -> list[SplitRow]:
         """Scan the root and fix the split, with every check, before any image is decoded; idempotent.
 
-        The split is computed from the options, or read back from ``split_file`` (its files checked against the
-        root); with ``trained_on``, test patients the fitted run trained on are refused. The command line calls
-        this before it creates a run directory or a logger, so a refused split (or stain target) writes nothing.
-
-        Returns:
-            The split's rows (every image, with its side and file size).
+        See :meth:`BreakHis.resolve`; a run's stain target that ``stain_norm`` contradicts is refused here too. The
+        command line calls this before it creates a run directory or a logger, so a refused split writes nothing.
         """
-        if self.index is not None:
-            return self.split_rows
-        self._ensure_demo()
-        index = scan(self.root)
-        if self.split_file is not None:
-            rows = self._bound_rows(index)
-        else:
-            rows = make_split(
-                index.images,
-                self.split,
-                magnification=self._mag,
-                group_by=self.group_by,
-                ratios=self.ratios,
-                fold=self.fold,
-                num_folds=self.num_folds,
-                seed=self.seed,
-            )
-            rows = with_sizes(rows, index.abspath)
-        if self.trained_on is not None:
-            _check_unseen(rows, self.trained_on)
-        self._saved_target()  # a run's stain target that --data.stain_norm contradicts is refused here too
-        self.index, self.split_rows = index, rows
+        rows = self.breakhis.resolve()
+        self._saved_target()
         return rows
 
     def _setup_main(self) -> None:
         if self._main_ready:
             return
-        rows = self.resolve_split()
-        index = self.index
-        live = [r for r in rows if r.split != SKIPPED]
-        files = [(r.path, index.abspath(r.path)) for r in live]
+        domain = self.breakhis
+        domain.resolve()
+        files = domain.files()
         raw = self._load_cache(files)
-        paths, bad = raw.paths, list(raw.bad)
-        digests = dict(zip(raw.paths, raw.digests, strict=True))
-        if bad and self.split_file is not None:
-            path, reason = bad[0]
-            raise BreakHisError(
-                f"{path}: unreadable now ({reason}) but scored by the run's split {self.split_file}; restore the "
-                "file, or start a new run"
-            )
-        if bad:
-            rows = mark_skipped(rows, [p for p, _ in bad])
-            check_split(rows, self.split, self.group_by)
-        check_duplicates(rows, digests, self.split, self.group_by)
-        self.split_rows, self.skipped = rows, bad
-        row_of = {p: i for i, p in enumerate(paths)}
+        self.skipped = list(raw.bad)
+        domain.check_decoded(self.skipped, dict(zip(raw.paths, raw.digests, strict=True)))
+        row_of = {p: i for i, p in enumerate(raw.paths)}
+        records = {stage: domain.records(stage) for stage in SPLIT_NAMES}
         target = self._saved_target()
         if target is None:
-            target = self._fit_target(torch.from_numpy(raw.images), row_of, rows)
+            target = self._fit_target(torch.from_numpy(raw.images), [row_of[r.path] for r in records["train"]])
         self.stain_norm_target = target
         if target.method != "none":
             raw = self._load_cache(files, stain_target=target, source=raw)
         images = self._maybe_to_device(torch.from_numpy(raw.images))
         del raw
-        self.group_names = sorted({r.group for r in rows})
+        self.group_names = domain.groups
         self._group_ids = {g: i for i, g in enumerate(self.group_names)}
-        for stage in ("train", "val", "test"):
-            stage_rows = [r for r in rows if r.split == stage]
-            records = [
-                SampleRecord(r.path, self._label_of(r.label, r.subtype), r.patient_id, r.group, r.magnification)
-                for r in stage_rows
-            ]
-            self._records[stage] = records
+        for stage, stage_records in records.items():
+            self._records[stage] = stage_records
             self._datasets[stage] = CachedImageDataset(
                 images,
-                [row_of[r.path] for r in stage_rows],
-                [rec.label for rec in records],
-                [self._group_ids[rec.group] for rec in records],
+                [row_of[r.path] for r in stage_records],
+                [r.label for r in stage_records],
+                [self._group_ids[r.group] for r in stage_records],
             )
-            if self.task == "subtype":
-                absent = [c for i, c in enumerate(self.classes) if all(rec.label != i for rec in records)]
-                if absent:
-                    log.warning("subtype task: the %s split has no image of %s", stage, ", ".join(absent))
         self._main_ready = True
-        counts = Counter(r.split for r in rows)
-        log.info(
-            "BreakHis %s split (group_by=%s, magnification=%s): %s",
-            self.split,
-            self.group_by,
-            self.magnification,
-            ", ".join(f"{k} {counts[k]}" for k in ("train", "val", "test", SKIPPED) if counts[k]),
-        )
-
-    def _bound_rows(self, index: DatasetIndex) -> list[SplitRow]:
-        """The rows of ``split_file``, checked against the files under ``root``."""
-        rows = read_split_csv(self.split_file)
-        known = {image.path for image in index.images}
-        missing = [r.path for r in rows if r.path not in known]
-        changed = [
-            r.path
-            for r in rows
-            if r.path in known and r.split != SKIPPED and r.size >= 0 and _size(index.abspath(r.path)) != r.size
-        ]
-        if missing or changed:
-            example = (missing or changed)[0]
-            raise BreakHisError(
-                f"--data.root {self.root}: {len(missing)} file(s) of the run's split are missing and {len(changed)} "
-                f"differ in size (e.g. {example}); point --data.root at the data the run was fitted on "
-                f"({self.split_file})"
-            )
-        mags = {r.magnification for r in rows}
-        if self._mag is not None and mags != {self._mag}:
-            raise BreakHisError(
-                f"--data.magnification {self.magnification}: the run's split {self.split_file} holds "
-                f"{'/'.join(map(str, sorted(mags)))}X images; pass the run's magnification"
-            )
-        return rows
 
     def split_hash(self) -> str:
         """Hash of the split in use (see :func:`breakhis_lit.data.splits.split_hash`); after :meth:`setup`."""
-        if not self.split_rows:
-            raise BreakHisError("split_hash(): the split is not set up; call setup() first")
-        return split_hash(self.split_rows)
+        return self.breakhis.split_hash()
 
     def data_spec(self) -> DataSpec:
         """The data options that decide which images the model sees."""
@@ -515,17 +379,12 @@ class BreakHisDataModule(LightningDataModule):
         root = Path(self.predict_root).expanduser()
         if not root.is_dir():
             raise BreakHisError(f"{root}: predict_root is not an existing folder; pass --data.predict_root DIR")
-        found = find_images(root)
-        if found.skipped_links:
-            log.warning(skipped_links_message(root, found.skipped_links))
-        files = [(rel, root / rel) for rel in found.images]
-        if not files:
-            raise BreakHisError(
-                f"{root}: no images ({' '.join(IMAGE_EXTENSIONS)}) found in this folder or below; "
-                f"pass --data.predict_root pointing at your images"
-            )
-        if found.others:
-            log.warning(skipped_files_message(root, found.others))
+        folder = ImageFolder.read(root)
+        for line in folder.warnings():
+            log.warning(line)
+        if not folder.images:
+            raise BreakHisError(no_images_message(root, "pass --data.predict_root pointing at your images"))
+        files = list(zip(folder.images, folder.paths(), strict=True))
         extra_key = f"predict:{root.resolve()}"
         cached = self._load_cache(files, extra_key=extra_key)
         target = self._saved_target()
@@ -540,24 +399,7 @@ class BreakHisDataModule(LightningDataModule):
         paths = cached.paths
         images = self._maybe_to_device(torch.from_numpy(cached.images))
         abs_of = dict(files)
-        records = []
-        for rel in paths:
-            info = try_parse_filename(Path(rel).name)
-            if info is None:
-                records.append(SampleRecord(str(abs_of[rel]), -1, "", "", None))
-                continue
-            pid, code = str(info["patient_id"]), str(info["subtype_code"])
-            letter = "B" if info["label"] == "benign" else "M"
-            group = {"accession": str(info["accession"]), "patient_id": pid, "folder": f"SOB_{letter}_{code}_{pid}"}
-            records.append(
-                SampleRecord(
-                    str(abs_of[rel]),
-                    self._label_of(str(info["label"]), code),
-                    pid,
-                    group[self.group_by],
-                    int(info["magnification"]),
-                )
-            )
+        records = [self.breakhis.file_record(abs_of[rel]) for rel in paths]
         for g in sorted({r.group for r in records if r.group and r.group not in self._group_ids}):
             self._group_ids[g] = len(self.group_names)
             self.group_names.append(g)
@@ -604,12 +446,7 @@ class BreakHisDataModule(LightningDataModule):
         """
         records = self.records(stage)
         ds = self.dataset(stage)
-        picks: list[int] = []
-        for c in range(self.num_classes):
-            idx = sorted((i for i, r in enumerate(records) if r.label == c), key=lambda i: records[i].path)
-            if idx and per_class > 0:
-                take = np.unique(np.linspace(0, len(idx) - 1, min(per_class, len(idx))).round().astype(int))
-                picks.extend(idx[t] for t in take)
+        picks = example_indices(records, self.num_classes, per_class)
         if not picks:
             return (
                 torch.zeros((0, 3, self.image_size, self.image_size), dtype=torch.uint8),
@@ -722,41 +559,3 @@ class BreakHisDataModule(LightningDataModule):
 def epoch_seed(seed: int, epoch: int, rank: int) -> int:
     """A 64-bit seed for epoch ``epoch`` on process ``rank`` of a run seeded with ``seed`` (numpy's SeedSequence)."""
     return int(np.random.SeedSequence([int(seed), int(epoch), int(rank)]).generate_state(1, np.uint64)[0])
-
-
-def _size(path: Path) -> int:
-    try:
-        return os.stat(path).st_size
-    except OSError:
-        return -1
-
-
-def _check_unseen(rows: Sequence[SplitRow], trained_on: str) -> None:
-    """Refuse test rows of patients the fitted run trained or validated on (beyond those it tested on itself)."""
-    fitted = read_split_csv(trained_on)
-    tested = {r.patient_id for r in fitted if r.split == "test"} | {r.group for r in fitted if r.split == "test"}
-    seen = {r.patient_id for r in fitted if r.split in ("train", "val")} | {
-        r.group for r in fitted if r.split in ("train", "val")
-    }
-    seen -= tested
-    test = [r for r in rows if r.split == "test"]
-    leaked = [r for r in test if r.patient_id in seen or r.group in seen]
-    if leaked:
-        raise BreakHisError(
-            f"{len(leaked)} of {len(test)} test images belong to patients the run trained or validated on (e.g. "
-            f"{leaked[0].path}, per {trained_on}); a cross-evaluation scores unseen patients only: keep the run's "
-            "--data.split, --data.seed, --data.group_by, ratios and folds"
-        )
-
-
-def _check_choice(name: str, value: str, choices: Sequence[str]) -> None:
-    if value not in choices:
-        raise BreakHisError(f"{name} {value!r}: unknown value; use one of {', '.join(choices)} (--data.{name})")
-
-
-@contextlib.contextmanager
-def _lock(path: Path):
-    from filelock import FileLock
-
-    with FileLock(str(path)):
-        yield

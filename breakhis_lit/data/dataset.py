@@ -1,35 +1,18 @@
-"""Tensor-backed dataset returning whole batches with one index operation, and its sample records."""
+"""Tensor-backed dataset returning whole batches with one index operation."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset, default_collate
 
+from breakhis_lit.data.breakhis import SampleRecord
 from breakhis_lit.data.device import to_device
 
-
-@dataclass(frozen=True)
-class SampleRecord:
-    """What is known about one sample of a stage; batch field ``index`` indexes a list of these.
-
-    Attributes:
-        path: Official-form relative path (train/val/test) or absolute file path (predict).
-        label: Class index, ``-1`` when unknown.
-        patient_id: Patient id, ``""`` when unknown.
-        group: Grouping key (accession, patient id or folder), ``""`` when unknown.
-        magnification: 40, 100, 200, 400, or ``None`` when unknown.
-    """
-
-    path: str
-    label: int
-    patient_id: str
-    group: str
-    magnification: int | None
+__all__ = ["CachedImageDataset", "SampleRecord", "passthrough_collate"]
 
 
 class CachedImageDataset(Dataset):

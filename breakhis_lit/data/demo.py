@@ -14,14 +14,25 @@ one. Generation is deterministic (same bytes for the same arguments) and uses nu
 from __future__ import annotations
 
 import json
+import logging
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from breakhis_lit.data.naming import MAGNIFICATIONS, OFFICIAL_PREFIX, SUBTYPE_CODES, SUBTYPE_LABELS, image_path
+from breakhis_lit.data.naming import (
+    MAGNIFICATIONS,
+    OFFICIAL_PREFIX,
+    SUBTYPE_CODES,
+    SUBTYPE_LABELS,
+    accession_of,
+    image_path,
+)
 from breakhis_lit.errors import BreakHisError
+
+log = logging.getLogger(__name__)
 
 DEMO_MARKER = "demo.json"
 DEFAULT_SIZE = (160, 105)
@@ -53,7 +64,7 @@ def _patient_ids(seed: int, patients_per_subtype: int) -> dict[str, list[str]]:
             suffix = "AB" if (s + p) % 3 == 1 else ""
             ids[code].append(f"{14 + (p % 2)}-{number}{suffix}")
     if patients_per_subtype >= 2:  # like 14-21998: one patient with a fibroadenoma and a phyllodes tumour slide
-        acc = ids["PT"][0].rstrip("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+        acc = accession_of(ids["PT"][0])
         ids["PT"][0] = f"{acc}AB"
         ids["F"][-1] = f"{acc}CD"
     return ids
@@ -272,3 +283,36 @@ def mask_path(root: str | os.PathLike, image_path: str | os.PathLike) -> Path:
             raise BreakHisError(f"{image_path}: not a BreakHis image path below {root}; pass a path under BreaKHis_v1/")
         rel = text[idx + 1 :]
     return base / "masks" / rel
+
+
+def ensure_demo(root: Path, seed: int = 0) -> None:
+    """Generate the demo data at ``root`` (once, atomically, under a file lock) when ``root`` is absent or empty.
+
+    ``root`` may be the demo folder or its ``BreaKHis_v1``; parallel processes (DDP ranks, tests) generate once.
+    """
+    from filelock import FileLock
+
+    if root.is_dir() and any(root.iterdir()):
+        return
+    base = root.parent if root.name == "BreaKHis_v1" else root
+    base.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(base.parent / f".{base.name}.demo.lock")):
+        if root.is_dir() and any(root.iterdir()):
+            return
+        tmp = base.parent / f".{base.name}.demo-tmp-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        log.info("generating demo data in %s", base)
+        generate_demo(tmp, seed=seed)
+        try:
+            if root.is_dir() and root != base:
+                root.rmdir()  # empty
+            if not base.exists() or (base.is_dir() and not any(base.iterdir())):
+                if base.exists():
+                    base.rmdir()
+                os.replace(tmp, base)
+            else:
+                for name in ("BreaKHis_v1", "masks", DEMO_MARKER):
+                    if not (base / name).exists():
+                        os.replace(tmp / name, base / name)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)

@@ -7,8 +7,8 @@ import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NoReturn
 
+from breakhis_lit.data.image_folder import is_image_name, skipped_links_message, walk_files
 from breakhis_lit.data.naming import (
     LABELS,
     MAGNIFICATIONS,
@@ -24,24 +24,6 @@ from breakhis_lit.data.official import load_official_files
 from breakhis_lit.errors import BreakHisError
 
 log = logging.getLogger(__name__)
-
-#: Extensions (lower case) of the files taken as images everywhere: the BreakHis scan, ``--data.predict_root`` and
-#: ``breakhis gradcam`` folders. All are formats Pillow decodes; BreakHis itself only has PNGs.
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp")
-
-
-def is_image_name(name: str) -> bool:
-    """Whether a file name is taken as an image: one of :data:`IMAGE_EXTENSIONS` (any case), not hidden."""
-    return not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS)
-
-
-def skipped_files_message(folder: str | os.PathLike, skipped: list[str]) -> str:
-    """One line saying how many files below a folder were not taken as images, with an example."""
-    return (
-        f"{len(skipped)} file(s) below {folder} skipped: not an image of a supported type "
-        f"({' '.join(IMAGE_EXTENSIONS)}) or hidden, e.g. {skipped[0]}"
-    )
-
 
 # Where the ``breast`` folder may sit below the root the user gives, most specific first:
 # the Kaggle download (extra BreaKHis_v1 level), the original archive, and roots pointing inside.
@@ -81,7 +63,7 @@ def find_breast_dir(root: str | os.PathLike) -> Path:
     found: list[Path] = []
     for parts in _LAYOUTS:
         cand = root.joinpath(*parts)
-        layout = cand.is_dir() and ((cand / "benign").is_dir() or (cand / "malignant").is_dir())
+        layout = cand.is_dir() and any((cand / label).is_dir() for label in LABELS)
         if layout and all(cand.resolve() != other.resolve() for other in found):
             found.append(cand)
     if len(found) > 1:
@@ -151,7 +133,7 @@ class DatasetIndex:
             for m in MAGNIFICATIONS
         }
         for counts in per_mag.values():
-            counts["total"] = counts["benign"] + counts["malignant"]
+            counts["total"] = sum(counts[label] for label in LABELS)
         subtypes = {}
         for code in SUBTYPE_CODES:
             ims = [im for im in self.images if im.subtype_code == code]
@@ -166,8 +148,7 @@ class DatasetIndex:
             "root": str(self.root),
             "breast_dir": str(self.breast_dir),
             "images": len(self.images),
-            "benign": labels["benign"],
-            "malignant": labels["malignant"],
+            **{label: labels[label] for label in LABELS},
             "per_magnification": per_mag,
             "subtypes": subtypes,
             "patient_folders": len({im.patient_folder for im in self.images}),
@@ -187,107 +168,6 @@ class DatasetIndex:
         if max_listed is not None and longest > max_listed:
             out["files_truncated_to"] = max_listed
         return out
-
-
-@dataclass
-class WalkResult:
-    """Output of :func:`walk_files`.
-
-    Attributes:
-        files: Every file below the top folder, as posix paths relative to it.
-        skipped_links: Linked folders (relative paths) not entered because the folder they lead to was already
-            walked (``a -> .``, or two links to one folder): each folder's files are listed once.
-    """
-
-    files: list[str]
-    skipped_links: list[str] = field(default_factory=list)
-
-
-def walk_files(top: Path) -> WalkResult:
-    """List every file below ``top``, following symlinks but entering each folder only once.
-
-    The walk is sorted and top-down: a folder's files (sorted) come before its subfolders' (sorted). A folder
-    reached a second time (by device and inode, e.g. through a link ``a -> .``) is not entered again, so link
-    loops end; real folders are claimed before links to them.
-
-    Returns:
-        The :class:`WalkResult`.
-
-    Raises:
-        BreakHisError: If a folder below ``top`` (or ``top`` itself) cannot be read, naming it: a scan that
-            skipped it would silently lose its images.
-    """
-
-    def fail(err: OSError) -> NoReturn:
-        folder = err.filename if err.filename is not None else top
-        raise BreakHisError(
-            f"{folder}: cannot read this folder ({err.strerror or err}); fix its permissions (e.g. chmod u+rx) "
-            f"or move it out of {top}"
-        )
-
-    found: list[str] = []
-    skipped: list[str] = []
-    top_s = str(top)
-    n = len(top_s) + 1
-    try:
-        st = os.stat(top_s)
-    except OSError as err:
-        fail(err)
-    visited = {(st.st_dev, st.st_ino)}
-    for dirpath, dirnames, filenames in os.walk(top_s, onerror=fail, followlinks=True):
-        rel_dir = dirpath[n:].replace(os.sep, "/")
-        prefix = f"{rel_dir}/" if rel_dir else ""
-        found.extend(prefix + name for name in sorted(filenames))
-        entered = []
-        for name in sorted(dirnames, key=lambda d: (os.path.islink(os.path.join(dirpath, d)), d)):
-            try:
-                st = os.stat(os.path.join(dirpath, name))
-            except OSError as err:
-                fail(err)
-            if (st.st_dev, st.st_ino) in visited:
-                skipped.append(prefix + name)
-                continue
-            visited.add((st.st_dev, st.st_ino))
-            entered.append(name)
-        dirnames[:] = sorted(entered)
-    return WalkResult(found, sorted(skipped))
-
-
-@dataclass(frozen=True)
-class ImageFiles:
-    """Output of :func:`find_images`: the files below a folder, as posix paths relative to it, in walk order.
-
-    Attributes:
-        images: Files with an extension of :data:`IMAGE_EXTENSIONS` (not hidden).
-        others: Every other file.
-        skipped_links: Linked folders not entered again (see :class:`WalkResult`).
-    """
-
-    images: list[str]
-    others: list[str]
-    skipped_links: list[str]
-
-
-def find_images(top: Path) -> ImageFiles:
-    """The image files below ``top`` (``--data.predict_root`` and ``breakhis gradcam`` folders), recursively.
-
-    Raises:
-        BreakHisError: If a folder cannot be read (see :func:`walk_files`).
-    """
-    walked = walk_files(top)
-    images: list[str] = []
-    others: list[str] = []
-    for rel in walked.files:
-        (images if is_image_name(rel.rsplit("/", 1)[-1]) else others).append(rel)
-    return ImageFiles(images, others, walked.skipped_links)
-
-
-def skipped_links_message(folder: str | os.PathLike, links: list[str]) -> str:
-    """One line saying how many linked folders below a folder were not entered again, with an example."""
-    return (
-        f"{len(links)} linked folder(s) below {folder} lead to folders already listed and were not entered again "
-        f"(e.g. {links[0]})"
-    )
 
 
 def scan(root: str | os.PathLike) -> DatasetIndex:
@@ -310,12 +190,7 @@ def scan(root: str | os.PathLike) -> DatasetIndex:
     ignored: list[str] = []
     walked = walk_files(breast)
     if walked.skipped_links:
-        log.warning(
-            "%d linked folder(s) below %s lead to folders already scanned and were not entered again (e.g. %s)",
-            len(walked.skipped_links),
-            breast,
-            walked.skipped_links[0],
-        )
+        log.warning(skipped_links_message(breast, walked.skipped_links))
     for rel in walked.files:
         name = rel.rsplit("/", 1)[-1]
         if not is_image_name(name):

@@ -184,6 +184,15 @@ def parse_path(path: str) -> BreakHisImage:
     )
 
 
+def _letter(label: str) -> str:
+    return "B" if label == "benign" else "M"
+
+
+def patient_folder(subtype_code: str, patient_id: str) -> str:
+    """The patient folder name of a subtype and patient, e.g. ``"SOB_B_A_14-22549AB"``."""
+    return f"SOB_{_letter(SUBTYPE_LABELS[subtype_code])}_{subtype_code}_{patient_id}"
+
+
 def image_path(subtype_code: str, patient_id: str, magnification: int, seq: int | str) -> str:
     """Build the official relative path of an image (the inverse of :func:`parse_path`).
 
@@ -197,10 +206,9 @@ def image_path(subtype_code: str, patient_id: str, magnification: int, seq: int 
         The path in the official form.
     """
     label = SUBTYPE_LABELS[subtype_code]
-    letter = "B" if label == "benign" else "M"
     seq_s = f"{seq:03d}" if isinstance(seq, int) else seq
-    folder = f"SOB_{letter}_{subtype_code}_{patient_id}"
-    name = f"SOB_{letter}_{subtype_code}-{patient_id}-{magnification}-{seq_s}.png"
+    folder = patient_folder(subtype_code, patient_id)
+    name = f"SOB_{_letter(label)}_{subtype_code}-{patient_id}-{magnification}-{seq_s}.png"
     return f"{OFFICIAL_PREFIX}{label}/SOB/{SUBTYPE_NAMES[subtype_code]}/{folder}/{magnification}X/{name}"
 
 

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from breakhis_lit.data.naming import LABELS, BreakHisImage, parse_magnification
+from breakhis_lit.data.naming import LABELS, BreakHisImage, accession_of, parse_magnification
 from breakhis_lit.data.official import NUM_OFFICIAL_FOLDS, load_official_files
 from breakhis_lit.errors import BreakHisError
 from breakhis_lit.files import atomic_write_text
@@ -335,7 +335,7 @@ def check_split(rows: Sequence[SplitRow], strategy: str = "patient", group_by: s
             )
         accessions: dict[str, set[str]] = defaultdict(set)
         for r in live:
-            accessions[_accession(r.patient_id)].add(r.split)
+            accessions[accession_of(r.patient_id)].add(r.split)
         acc_loose = sorted(a for a, s in accessions.items() if len(s) > 1)
         if acc_loose and group_by != "accession" and strategy != "official":
             log.warning(
@@ -375,10 +375,6 @@ def check_split(rows: Sequence[SplitRow], strategy: str = "patient", group_by: s
                 )
 
 
-def _accession(patient_id: str) -> str:
-    return patient_id.rstrip("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
-
-
 def _pairs(sets: Sequence[Sequence[SplitRow]], describe: Callable[[SplitRow], str], limit: int = 3) -> str:
     shown = "; ".join(" = ".join(f"{r.path} ({describe(r)})" for r in rows) for rows in sets[:limit])
     return shown + (f"; and {len(sets) - limit} more" if len(sets) > limit else "")
@@ -415,7 +411,7 @@ def check_duplicates(
     )
     if not copies:
         return
-    patients = [c for c in copies if len({_accession(r.patient_id) for r in c}) > 1]
+    patients = [c for c in copies if len({accession_of(r.patient_id) for r in c}) > 1]
     if patients:
         raise BreakHisError(
             f"split {strategy}: {len(patients)} set(s) of byte-identical images filed under different patients: "

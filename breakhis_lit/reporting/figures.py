@@ -9,7 +9,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from PIL import Image
 
-from breakhis_lit.data.naming import SUBTYPE_LABELS
+from breakhis_lit.data.naming import LABELS, SUBTYPE_LABELS
 from breakhis_lit.reporting.runs import (
     GroupKey,
     Run,
@@ -240,7 +240,7 @@ def plot_confusion(runs: Iterable[Run], out: str | Path) -> Path | None:
 
 def gradcam_kind(entry: GradCAMEntry) -> str | None:
     """Whether a Grad-CAM overlay shows a benign or a malignant image (from its manifest's true class)."""
-    if entry.label in ("benign", "malignant"):
+    if entry.label in LABELS:
         return entry.label
     return SUBTYPE_LABELS.get(entry.label)
 
@@ -280,9 +280,7 @@ def plot_gradcam_pairs(runs: Iterable[Run], out: str | Path) -> Path | None:
     from matplotlib.colors import Normalize
 
     groups = group_runs(runs)
-    picks = {
-        key: {kind: pick_gradcam(group, kind) for kind in ("benign", "malignant")} for key, group in groups.items()
-    }
+    picks = {key: {kind: pick_gradcam(group, kind) for kind in LABELS} for key, group in groups.items()}
     picks = {key: kinds for key, kinds in picks.items() if any(kinds.values())}
     if not picks:
         return None
@@ -293,7 +291,7 @@ def plot_gradcam_pairs(runs: Iterable[Run], out: str | Path) -> Path | None:
     for ax in axes.flat:
         ax.set_axis_off()
     for key, kinds in picks.items():
-        for offset, kind in enumerate(("benign", "malignant")):
+        for offset, kind in enumerate(LABELS):
             left = axes[rows.index(row_key(key)), 4 * columns.index(key[2]) + 2 * offset]
             right = axes[rows.index(row_key(key)), 4 * columns.index(key[2]) + 2 * offset + 1]
             pick = kinds[kind]

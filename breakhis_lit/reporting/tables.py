@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from breakhis_lit.data.naming import LABELS
 from breakhis_lit.errors import BreakHisError
 from breakhis_lit.reporting.options import BootstrapOptions
 from breakhis_lit.reporting.runs import Run, group_runs, split_label
@@ -214,7 +215,7 @@ def row_identity(key: tuple[str, ...], runs: list[Run]) -> dict[str, Any]:
 
 def table5_metrics(classes: Sequence[str]) -> tuple[str, ...]:
     """The Table 5 metrics for a task with these classes."""
-    return BINARY_METRICS if list(classes) == ["benign", "malignant"] else MULTICLASS_METRICS
+    return BINARY_METRICS if tuple(classes) == LABELS else MULTICLASS_METRICS
 
 
 def _interval_label(design: str, n_splits: int, n_groups: int) -> str:

@@ -196,7 +196,7 @@ def test_collect_images_dedups_and_orders(image_dir):
 
 
 def test_collect_images_takes_every_supported_type_and_reports_the_rest(tmp_path, capsys):
-    from breakhis_lit.data.index import IMAGE_EXTENSIONS
+    from breakhis_lit.data.image_folder import IMAGE_EXTENSIONS
 
     folder = tmp_path / "mixed"
     folder.mkdir()
