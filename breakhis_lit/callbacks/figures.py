@@ -18,7 +18,8 @@ matplotlib.use("Agg")
 
 def confusion_figure(confusion: torch.Tensor, classes: list[str], title: str) -> Figure:
     """A labelled confusion-matrix heat map (rows true, columns predicted) with counts in the cells."""
-    fig = Figure(figsize=(1.2 + 0.6 * len(classes), 1.0 + 0.55 * len(classes)), layout="constrained")
+    # At least 3.6 inches wide: a 2-class matrix is narrower than its title ("test, checkpoint of epoch 12").
+    fig = Figure(figsize=(max(3.6, 1.2 + 0.6 * len(classes)), 1.2 + 0.55 * len(classes)), layout="constrained")
     ax = fig.add_subplot()
     values = confusion.numpy()
     ax.imshow(values, cmap="Blues")
@@ -26,7 +27,7 @@ def confusion_figure(confusion: torch.Tensor, classes: list[str], title: str) ->
     ax.set_yticks(range(len(classes)), classes)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    ax.set_title(title)
+    ax.set_title(title, fontsize=10)
     peak = values.max() if values.size else 0
     for (i, j), v in ((ij, values[ij]) for ij in ((i, j) for i in range(len(classes)) for j in range(len(classes)))):
         ax.text(j, i, str(int(v)), ha="center", va="center", color="white" if v > peak / 2 else "black")
