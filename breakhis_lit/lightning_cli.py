@@ -121,6 +121,9 @@ _RESUME_FREE = {
 }
 """Options under those prefixes that only change speed or where files are, not what is trained."""
 
+_BEFORE_OPTION: dict[str, Any] = {"data.hed_scale": 0.0, "data.hed_bias": 0.0, "data.stain_norm": "none"}
+"""What a run did before these options existed (its config.yaml lacks them): no HED jitter, no stain normalisation."""
+
 
 class ShippedConfigFile(ActionConfigFile):
     """``--config``: a config file, or the name of one shipped with the package (:func:`resolve_config`)."""
@@ -269,7 +272,7 @@ class BreakHisCLI(LightningCLI):
         if verb == "fit":
             self._check_resume(cfg, run)
             cfg.data.split_file = str(run.splits)
-            cfg.data.stain_target = str(run.path / STAIN_TARGET)
+            _bind_stain_target(cfg, run)
             return RunPlan(verb, run, resume=True)
         _bind_stain_target(cfg, run)
         record = run.record()
@@ -307,13 +310,16 @@ class BreakHisCLI(LightningCLI):
         changed = sorted(
             key
             for key in set(saved) | set(current)
-            if key.startswith(_RESUME_FROZEN) and key not in _RESUME_FREE and saved.get(key) != current.get(key)
+            if key.startswith(_RESUME_FROZEN)
+            and key not in _RESUME_FREE
+            and saved.get(key, _BEFORE_OPTION.get(key)) != current.get(key)
         )
         if changed:
             key = changed[0]
             more = f" (and {len(changed) - 1} more: {', '.join(changed[1:4])})" if len(changed) > 1 else ""
             raise BreakHisError(
-                f"--{key} {current.get(key)} differs from the run's {saved.get(key)}{more} ({run.config}): a resumed "
+                f"--{key} {current.get(key)} differs from the run's {saved.get(key, _BEFORE_OPTION.get(key))}{more} "
+                f"({run.config}): a resumed "
                 "fit trains the run it resumes; start a new run (without --ckpt_path), or change only "
                 "--trainer.max_epochs"
             )
@@ -326,6 +332,8 @@ class BreakHisCLI(LightningCLI):
         scores_split = plan is not None and isinstance(datamodule, BreakHisDataModule)
         if scores_split and (plan.verb != "predict" or datamodule.predict_root is None):
             datamodule.resolve_split()  # a refused split stops here: no run directory, no logger files
+        elif scores_split:
+            datamodule.check_stain_target()  # predict_root: the run's stain target checked before any logger
         if plan is not None and plan.created:
             run = _fresh_run(self._experiment_dir)
             plan = self._plan = replace(plan, run=run, created=run is not None and rank_zero_only.rank == 0)

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from breakhis_lit.cli import main
 from breakhis_lit.data.demo import generate_demo
@@ -238,3 +239,27 @@ def test_predict_on_the_test_split_uses_the_runs_split(fitted, tmp_path, capsys)
     with out.open() as f:
         scored = {row["path"] for row in csv.DictReader(f)}
     assert scored == {r.path for r in read_split_csv(run.splits) if r.split == "test"}
+
+
+def test_resume_of_a_run_from_before_the_stain_options(fitted, tmp_path, capsys):
+    """A config.yaml without hed_*/stain_norm is a run without jitter or normalisation: resumable as such."""
+    args, run = _copy(fitted, tmp_path)
+    config = yaml.safe_load(run.config.read_text())
+    for key in ("hed_scale", "hed_bias", "stain_norm", "stain_target"):
+        config["data"].pop(key, None)
+    run.config.unlink()  # a hard link to the fixture's file
+    run.config.write_text(yaml.safe_dump(config))
+    message = _refused(["fit", *args, "--ckpt_path", "last", "--trainer.max_epochs", "3"], capsys)
+    assert "differs from the run's 0.0" in message
+    assert "--data.hed_" in message
+    main(["fit", *args, "--ckpt_path", "last", "--trainer.max_epochs", "3", "--data.hed_scale", "0",
+          "--data.hed_bias", "0"])  # fmt: skip
+    assert run.fit().epochs == 3
+
+
+def test_resume_refuses_another_stain_target(fitted, tmp_path, capsys):
+    args, run = _copy(fitted, tmp_path)
+    before = _hashes(run.path)
+    message = _refused(["fit", *args, "--ckpt_path", "last", "--data.stain_target", str(tmp_path / "t.json")], capsys)
+    assert "its own stain target" in message
+    assert _hashes(run.path) == before

@@ -24,8 +24,9 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Explain a trained model on image files: writes OUT/<stem>_gradcam.png (the Grad-CAM heat map of "
             "the predicted class, or of --target-class, over the image) and OUT/gradcam.csv (path, predicted "
-            "class, class probabilities, explained class). Images are squashed to the training image size "
-            "and ImageNet-normalised, as in training."
+            "class, class probabilities, explained class). Images are squashed to the training image size, "
+            "stain-normalised to the run's target when the run normalised its images, and ImageNet-normalised, "
+            "as in training."
         ),
     )
     parser.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR", help="Image files or folders (recursive).")
@@ -126,6 +127,29 @@ def _data(explicit_size: int | None, datamodule_hparams: dict[str, Any]) -> Any:
             print(f"warning: --image-size {size} differs from the training image size {trained}", file=sys.stderr)
     options = {"task": datamodule_hparams.get("task"), "image_size": size}
     return BreakHisDataModule(**{k: v for k, v in options.items() if v is not None})
+
+
+def _stain_target(ckpt_path: Path, datamodule_hparams: dict[str, Any]) -> Any:
+    """The stain target the checkpoint's run normalised its images to, or ``None`` when it normalised none."""
+    from breakhis_lit.rundir import STAIN_TARGET, run_of_checkpoint
+    from breakhis_lit.stain import load_target
+
+    method = datamodule_hparams.get("stain_norm") or "none"
+    if method == "none":
+        return None
+    run = run_of_checkpoint(ckpt_path)
+    if run is None or not (run.path / STAIN_TARGET).is_file():
+        raise BreakHisError(
+            f"{ckpt_path}: its run normalised every image ({method}), but no {STAIN_TARGET} is found beside it; "
+            "pass the checkpoint inside its run directory (version_N/checkpoints/)"
+        )
+    target = load_target(run.path / STAIN_TARGET)
+    if target.method != method:
+        raise BreakHisError(
+            f"{run.path / STAIN_TARGET}: holds a {target.method!r} target but the checkpoint was trained with "
+            f"stain_norm {method!r}; the run directory is inconsistent"
+        )
+    return target
 
 
 def _target_index(target: str | None, classes: list[str]) -> int | None:
@@ -243,6 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     from breakhis_lit.data.cache import BadImageError, decode_image
     from breakhis_lit.files import atomic_write_text
     from breakhis_lit.gradcam import compute_cams, overlay, save_png
+    from breakhis_lit.stain import normalize_to
 
     args = build_parser().parse_args(argv)
     if args.batch_size < 1:
@@ -260,6 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     device = _device(args.device)
 
     data = _data(args.image_size, datamodule_hparams)
+    stain = _stain_target(ckpt_path, datamodule_hparams)
     model = _load_model(ckpt_path)
     backbone = model.backbone.to(device).eval()
     classes, size = list(data.classes), int(data.image_size)
@@ -286,6 +312,8 @@ def main(argv: list[str] | None = None) -> int:
                 originals = [decode_image(p, None) for p in batch]
             except BadImageError as err:
                 raise BreakHisError(f"{err.path}: cannot read the image ({err.reason}); remove or replace it") from None
+            if stain is not None:  # as the run's cache holds its images: normalised before the ImageNet step
+                resized = normalize_to(resized, stain)
             targets = None if target is None else [target] * len(batch)
             cams, probs = compute_cams(backbone, data.normalize(resized), targets, batch_size=args.batch_size)
             for k, image in enumerate(batch):

@@ -331,8 +331,12 @@ class BreakHisDataModule(LightningDataModule):
         command line calls this before it creates a run directory or a logger, so a refused split writes nothing.
         """
         rows = self.breakhis.resolve()
-        self._saved_target()
+        self.check_stain_target()
         return rows
+
+    def check_stain_target(self) -> None:
+        """Refuse, before anything is written, a ``stain_target`` that is unreadable or contradicts ``stain_norm``."""
+        self._saved_target()
 
     def _setup_main(self) -> None:
         if self._main_ready:

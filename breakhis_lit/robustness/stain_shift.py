@@ -163,11 +163,18 @@ def run_target(run: RunDir, stain_norm: str) -> StainTarget:
     """The run's saved stain target (``none`` for runs fitted before targets were saved, without normalisation).
 
     Raises:
-        BreakHisError: When the run normalised its images but its target file is missing.
+        BreakHisError: When the run normalised its images but its target file is missing, or the file's method is
+            not the config's.
     """
     path = run.path / STAIN_TARGET
     if path.is_file():
-        return load_target(path)
+        target = load_target(path)
+        if target.method != stain_norm:
+            raise BreakHisError(
+                f"{path}: holds a {target.method!r} target but the run's config has stain_norm {stain_norm!r}; the "
+                "run directory is inconsistent"
+            )
+        return target
     if stain_norm != "none":
         raise BreakHisError(f"{path}: missing, but the run normalises its images ({stain_norm}); fit the run again")
     return IdentityTarget()

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import csv
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 
 from breakhis_lit.cli import main
+from breakhis_lit.commands.gradcam import main as gradcam
 from breakhis_lit.errors import BreakHisError
 from breakhis_lit.rundir import STAIN_TARGET
 from breakhis_lit.stain import MacenkoNormalizer, load_target
@@ -91,3 +94,32 @@ def test_the_recorder_needs_the_data_module() -> None:
     trainer = SimpleNamespace(is_global_zero=True, datamodule=object())
     with pytest.raises(BreakHisError, match="BreakHisDataModule"):
         StainTargetRecorder(RunDir(Path("x"))).setup(trainer, None, "fit")
+
+
+def test_gradcam_and_predict_use_the_runs_target(
+    macenko_run: tuple[Path, list[str]], demo_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The run's test images score in gradcam as in `test`: normalised to the run's target.
+
+    A predict folder with a contradicting --data.stain_norm is refused before anything is written.
+    """
+    run, common = macenko_run
+    main(["test", *common])
+    with (run / "test" / "predictions.csv").open() as f:
+        rows = list(csv.DictReader(f))[:6]
+    files = {str(next(demo_root.rglob(Path(r["path"]).name))): float(r["prob_malignant"]) for r in rows}
+    gradcam(["--ckpt_path", str(run / "checkpoints" / "best.ckpt"), *files, "--out", str(tmp_path / "cams")])
+    with (tmp_path / "cams" / "gradcam.csv").open() as f:
+        scored = {r["path"]: float(r["prob_malignant"]) for r in csv.DictReader(f)}
+    assert scored == pytest.approx(files, abs=1e-4)
+
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    for path in files:
+        shutil.copy(path, folder)
+    before = _files(run)
+    with pytest.raises(SystemExit) as info:
+        main(["predict", *common, "--data.predict_root", str(folder), "--data.stain_norm", "none"])
+    assert info.value.code == 2
+    assert "pass --data.stain_norm macenko" in capsys.readouterr().err
+    assert _files(run) == before
