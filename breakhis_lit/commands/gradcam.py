@@ -131,25 +131,19 @@ def _data(explicit_size: int | None, datamodule_hparams: dict[str, Any]) -> Any:
 
 def _stain_target(ckpt_path: Path, datamodule_hparams: dict[str, Any]) -> Any:
     """The stain target the checkpoint's run normalised its images to, or ``None`` when it normalised none."""
-    from breakhis_lit.rundir import STAIN_TARGET, run_of_checkpoint
-    from breakhis_lit.stain import load_target
+    from breakhis_lit.robustness.stain_shift import run_target
+    from breakhis_lit.rundir import run_of_checkpoint
 
     method = datamodule_hparams.get("stain_norm") or "none"
     if method == "none":
         return None
     run = run_of_checkpoint(ckpt_path)
-    if run is None or not (run.path / STAIN_TARGET).is_file():
+    if run is None:
         raise BreakHisError(
-            f"{ckpt_path}: its run normalised every image ({method}), but no {STAIN_TARGET} is found beside it; "
-            "pass the checkpoint inside its run directory (version_N/checkpoints/)"
+            f"{ckpt_path}: its run normalised every image ({method}), and its stain target lies in the run "
+            "directory; pass the checkpoint inside its run (version_N/checkpoints/)"
         )
-    target = load_target(run.path / STAIN_TARGET)
-    if target.method != method:
-        raise BreakHisError(
-            f"{run.path / STAIN_TARGET}: holds a {target.method!r} target but the checkpoint was trained with "
-            f"stain_norm {method!r}; the run directory is inconsistent"
-        )
-    return target
+    return run_target(run, method)
 
 
 def _target_index(target: str | None, classes: list[str]) -> int | None:
