@@ -39,7 +39,6 @@ from breakhis_lit.callbacks import (
     RunRecorder,
     Throughput,
 )
-from breakhis_lit.callbacks.stain_target import StainTargetRecorder
 from breakhis_lit.checkpoints import AtomicCheckpointIO, check_checkpoint_matches, find_run_checkpoint
 from breakhis_lit.cli import DESCRIPTION
 from breakhis_lit.config_files import resolve_config, shipped_configs
@@ -434,11 +433,7 @@ def _logger(plan: RunPlan) -> TensorBoardLogger | bool:
 
 def _default_callbacks(plan: RunPlan) -> list[Any]:
     if plan.verb == "fit":
-        recorder = (
-            [RunRecorder(plan.run, resume=plan.resume), StainTargetRecorder(plan.run, resume=plan.resume)]
-            if plan.run is not None
-            else []
-        )
+        recorder = [RunRecorder(plan.run, resume=plan.resume)] if plan.run is not None else []
         return [*recorder, RunHistory(), Throughput(), LearningRateMonitor("epoch"), ResumableInterrupt()]
     return [ResumableInterrupt()]
 

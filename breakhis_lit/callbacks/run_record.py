@@ -14,16 +14,26 @@ from breakhis_lit.data.datamodule import BreakHisDataModule
 from breakhis_lit.data.splits import data_fingerprint, write_split_csv
 from breakhis_lit.errors import BreakHisError
 from breakhis_lit.models.classifier import BreakHisClassifier
-from breakhis_lit.rundir import RUN_RECORD, Resume, RunDir, RunRecord, git_commit, utc_now, write_record
+from breakhis_lit.rundir import (
+    RUN_RECORD,
+    STAIN_TARGET,
+    Resume,
+    RunDir,
+    RunRecord,
+    git_commit,
+    utc_now,
+    write_record,
+)
+from breakhis_lit.stain.target_file import save_target
 
 
 class RunRecorder(Callback):
     """Fix a fit's evidence in its run directory (rank zero).
 
-    A fresh fit writes ``splits.csv`` and ``run.json`` (:class:`~breakhis_lit.rundir.RunRecord`) once its data are
-    set up, before the first step; a resumed fit (whose split the command line bound to the run's ``splits.csv``)
-    rewrites neither, and appends a :class:`~breakhis_lit.rundir.Resume` to ``run.json`` once the checkpoint is
-    restored.
+    A fresh fit writes ``splits.csv``, ``stain_target.json`` and ``run.json``
+    (:class:`~breakhis_lit.rundir.RunRecord`) once its data are set up, before the first step; a resumed fit (whose
+    split and stain target the command line bound to the run's files) rewrites none of them, and appends a
+    :class:`~breakhis_lit.rundir.Resume` to ``run.json`` once the checkpoint is restored.
 
     Args:
         run: The run directory.
@@ -41,8 +51,13 @@ class RunRecorder(Callback):
         datamodule = trainer.datamodule
         if not isinstance(datamodule, BreakHisDataModule) or not isinstance(pl_module, BreakHisClassifier):
             raise BreakHisError("RunRecorder records BreakHisClassifier fits on a BreakHisDataModule; use breakhis fit")
+        if datamodule.stain_norm_target is None:
+            raise BreakHisError("RunRecorder records a BreakHisDataModule after its setup; use breakhis fit")
         rows = datamodule.split_rows
         write_split_csv(rows, self.run.splits)
+        # Fitted on this run's training split when the cache was built (``none`` without normalisation); every later
+        # verb on the run reads it back instead of fitting again.
+        save_target(self.run.path / STAIN_TARGET, datamodule.stain_norm_target)
         counts = {side: sum(r.split == side for r in rows) for side in ("train", "val", "test", "skipped")}
         backbone = pl_module.backbone
         record = RunRecord(

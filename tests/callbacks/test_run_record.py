@@ -1,4 +1,4 @@
-"""The run's stain target: written by a fresh fit, read back (never fitted again) by test, resume and predict."""
+"""The run's stain target (``RunRecorder``): written by a fresh fit, read back by test, resume and predict."""
 
 from __future__ import annotations
 
@@ -88,12 +88,12 @@ def test_a_fit_without_normalisation_saves_the_none_target(demo_root: Path, tmp_
 def test_the_recorder_needs_the_data_module() -> None:
     from types import SimpleNamespace
 
-    from breakhis_lit.callbacks.stain_target import StainTargetRecorder
+    from breakhis_lit.callbacks.run_record import RunRecorder
     from breakhis_lit.rundir import RunDir
 
     trainer = SimpleNamespace(is_global_zero=True, datamodule=object())
     with pytest.raises(BreakHisError, match="BreakHisDataModule"):
-        StainTargetRecorder(RunDir(Path("x"))).setup(trainer, None, "fit")
+        RunRecorder(RunDir(Path("x"))).setup(trainer, None, "fit")
 
 
 def test_gradcam_and_predict_use_the_runs_target(
