@@ -1,4 +1,4 @@
-"""The ``breakhis`` command line: Lightning's verbs (fit, validate, test, predict) plus the package's own.
+"""The ``breakhis`` command line: Lightning's verbs (fit, validate, test, predict, gradcam) plus the package's own.
 
 This module only dispatches, so that the package's verbs start without torch or Lightning: ``breakhis data --help``
 imports what ``data`` needs, ``breakhis fit`` imports :mod:`breakhis_lit.lightning_cli` (torch, Lightning, the
@@ -14,13 +14,12 @@ from typing import Any
 
 from breakhis_lit.errors import BreakHisError
 
-LIGHTNING_VERBS = ("fit", "validate", "test", "predict")
-"""Verbs of :class:`~breakhis_lit.lightning_cli.BreakHisCLI`."""
+LIGHTNING_VERBS = ("fit", "validate", "test", "predict", "gradcam")
+"""Verbs of :class:`~breakhis_lit.lightning_cli.BreakHisCLI` (``gradcam``: ``predict`` with Grad-CAM overlays)."""
 
 EXTRA_VERBS: dict[str, str] = {
     "data": "breakhis_lit.commands.data",
     "demo-data": "breakhis_lit.commands.demo_data",
-    "gradcam": "breakhis_lit.commands.gradcam",
     "sweep": "breakhis_lit.commands.sweep",
     "report": "breakhis_lit.commands.report",
     "compare": "breakhis_lit.commands.compare",
@@ -29,7 +28,7 @@ EXTRA_VERBS: dict[str, str] = {
 """Verbs next to Lightning's, each a module with ``main(argv) -> int``."""
 
 DESCRIPTION = (
-    "BreakHis experiments with PyTorch Lightning. Lightning verbs: fit, validate, test, predict "
+    f"BreakHis experiments with PyTorch Lightning. Lightning verbs: {', '.join(LIGHTNING_VERBS)} "
     "(e.g. `breakhis fit --config configs/attn.yaml`). Package verbs: "
     + ", ".join(EXTRA_VERBS)
     + " (e.g. `breakhis data summary --root data/BreaKHis_v1`; `breakhis VERB --help`)."
@@ -49,7 +48,7 @@ def _help() -> str:
         "predict": "breakhis predict --config configs/attn.yaml --data.predict_root my_images/",
         "data": "breakhis data summary --root data/BreaKHis_v1",
         "demo-data": "breakhis demo-data data/demo",
-        "gradcam": "breakhis gradcam --ckpt_path RUN/checkpoints/best.ckpt img.png --out cams/",
+        "gradcam": "breakhis gradcam --config configs/attn.yaml --data.predict_root my_images/",
         "sweep": "breakhis sweep --configs configs/attn.yaml --seeds 0 1 2",
         "report": "breakhis report lightning_logs --out reports/all",
     }

@@ -1,4 +1,4 @@
-"""Lightning's verbs of ``breakhis`` (fit, validate, test, predict): the LightningCLI with the run-directory contract.
+"""Lightning's verbs of ``breakhis`` (fit, validate, test, predict, gradcam): the LightningCLI with the run contract.
 
 Imported by :func:`breakhis_lit.cli.main` only for those verbs: it loads torch and Lightning (about 4 s), which the
 package's own verbs do not need.
@@ -32,6 +32,7 @@ from breakhis_lit.callbacks import (
     EvaluationFigures,
     EvaluationReport,
     GradCAMCallback,
+    GradCAMWriter,
     LastCheckpoint,
     PredictionCSVWriter,
     ResumableInterrupt,
@@ -124,6 +125,14 @@ _BEFORE_OPTION: dict[str, Any] = {"data.hed_scale": 0.0, "data.hed_bias": 0.0, "
 """What a run did before these options existed (its config.yaml lacks them): no HED jitter, no stain normalisation."""
 
 
+_GRADCAM_HELP = (
+    "Explain a fitted run's predictions with Grad-CAM: `breakhis predict` writing, instead of the CSV of class "
+    "probabilities, CAM_OUT/<stem>_gradcam.png (the heat map of the predicted class, or of --cam.target_class, over "
+    "each image) and CAM_OUT/gradcam.csv (path, prediction, prob_<class>..., target). E.g. `breakhis gradcam "
+    "--config configs/attn.yaml --data.predict_root my_images/` (--ckpt_path best, last or a checkpoint of the run)."
+)
+
+
 class ShippedConfigFile(ActionConfigFile):
     """``--config``: a config file, or the name of one shipped with the package (:func:`resolve_config`)."""
 
@@ -149,6 +158,7 @@ class BreakHisCLI(LightningCLI):
     * ``test``/``validate``/``predict`` without ``--ckpt_path`` use the best checkpoint of the newest run of the
       experiment (``best``/``last`` pick that run's files).
     * ``trainer.precision`` left empty means bf16 mixed precision on a GPU and 32-bit on a CPU.
+    * ``gradcam`` is ``predict`` with the :class:`GradCAMWriter` (options ``cam.*``) instead of the CSV writer.
     * Only the parser of the verb being run is built (``breakhis fit ...`` does not build those of test,
       validate and predict): each costs about 0.1 s of start-up.
     """
@@ -156,6 +166,9 @@ class BreakHisCLI(LightningCLI):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         given = kwargs.get("args")
         argv = [] if isinstance(given, dict) else list(sys.argv[1:] if given is None else given)
+        self._cam = bool(argv) and argv[0] == "gradcam"
+        if self._cam:  # `breakhis gradcam`: predict, with the Grad-CAM writer in place of the CSV writer
+            argv = kwargs["args"] = ["predict", *argv[1:]]
         self._verb: str | None = argv[0] if argv and argv[0] in LightningCLI.subcommands() else None
         self._plan: RunPlan | None = None
         self._experiment_dir = Path()
@@ -209,7 +222,10 @@ class BreakHisCLI(LightningCLI):
         parser.add_lightning_class_args(LastCheckpoint, "last_checkpoint")
         parser.add_lightning_class_args(EvaluationFigures, "figures")
         parser.add_lightning_class_args(GradCAMCallback, "gradcam")
-        parser.add_lightning_class_args(PredictionCSVWriter, "prediction_writer")
+        if self._cam:
+            parser.add_lightning_class_args(GradCAMWriter, "cam")
+        else:
+            parser.add_lightning_class_args(PredictionCSVWriter, "prediction_writer")
         parser.add_lightning_class_args(EvaluationReport, "evaluation")
         parser.set_defaults(
             {
@@ -220,6 +236,13 @@ class BreakHisCLI(LightningCLI):
                 "gradcam.every_n_epochs": 10,
             }
         )
+
+    @override
+    def setup_parser(self, *args: Any) -> None:
+        super().setup_parser(*args)
+        if self._cam:
+            predict = self._subcommand_parsers["predict"]
+            predict.prog, predict.description = "breakhis gradcam", _GRADCAM_HELP
 
     @override
     def _parse_ckpt_path(self) -> None:
@@ -529,6 +552,8 @@ def run(args: ArgsType) -> None:
     warnings.filterwarnings("ignore", message=r"Be aware that when using `ckpt_path`, callbacks used to create.*")
     # Lightning 2.6 builds torch pytree specs the way torch 2.10+ deprecates; nothing a user can act on.
     warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated.*")
+    # `breakhis gradcam` hands LightningCLI its arguments as predict's, which differ from sys.argv on purpose.
+    warnings.filterwarnings("ignore", message=r"LightningCLI's args parameter is intended to run from within.*")
     _quiet_lightning_tips()
     BreakHisCLI(
         model_class=BreakHisClassifier,

@@ -263,7 +263,7 @@ def _options_named_in_messages() -> dict[str, str]:
     return found
 
 
-def test_every_option_a_message_names_is_accepted_by_fit() -> None:
+def test_every_option_a_message_names_is_accepted_by_fit_or_gradcam() -> None:
     # `--model.init_args.backbone.init_args.weights` was suggested offline and refused by the parser.
     from breakhis_lit.data import BreakHisDataModule
     from breakhis_lit.lightning_cli import BreakHisCLI
@@ -279,19 +279,23 @@ def test_every_option_a_message_names_is_accepted_by_fit() -> None:
         def _run_subcommand(self, subcommand: str) -> None:
             pass
 
-    cli = ParseOnly(
-        model_class=BreakHisClassifier,
-        datamodule_class=BreakHisDataModule,
-        auto_configure_optimizers=False,
-        args=["fit", "--config", str(CONFIGS[0].parent / "demo.yaml")],
-    )
-    config = cli.config.fit
+    configs = [
+        ParseOnly(
+            model_class=BreakHisClassifier,
+            datamodule_class=BreakHisDataModule,
+            auto_configure_optimizers=False,
+            args=[verb, "--config", str(CONFIGS[0].parent / "demo.yaml")],
+        ).config[subcommand]
+        for verb, subcommand in (("fit", "fit"), ("gradcam", "predict"))  # gradcam: predict with its cam.* options
+    ]
     named = _options_named_in_messages()
     assert "model.backbone.init_args.weights" in named
+    assert "cam.target_class" in named
     unknown = {
         flag: where
         for flag, where in named.items()
-        if flag.removesuffix(".help") not in config and flag != "trainer.max_epoch"  # the refused abbreviation
+        if all(flag.removesuffix(".help") not in config for config in configs)
+        and flag != "trainer.max_epoch"  # the refused abbreviation
     }
     assert unknown == {}
 

@@ -1,5 +1,6 @@
 """Lightning callbacks: run records, history, checkpoints for resuming, reports, figures, throughput, Grad-CAM."""
 
+from breakhis_lit.callbacks.cam_writer import GradCAMWriter
 from breakhis_lit.callbacks.evaluation_report import EvaluationReport
 from breakhis_lit.callbacks.figures import EvaluationFigures
 from breakhis_lit.callbacks.gradcam import GradCAMCallback
@@ -14,6 +15,7 @@ __all__ = [
     "EvaluationFigures",
     "EvaluationReport",
     "GradCAMCallback",
+    "GradCAMWriter",
     "LastCheckpoint",
     "PredictionCSVWriter",
     "ResumableInterrupt",

@@ -10,6 +10,7 @@ import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 from typing_extensions import override
 
+from breakhis_lit.data.breakhis import SampleRecord
 from breakhis_lit.data.datamodule import BreakHisDataModule
 from breakhis_lit.distributed import gather_uneven
 from breakhis_lit.errors import BreakHisError
@@ -30,6 +31,9 @@ class PredictionCSVWriter(BasePredictionWriter):
             overwritten: choose another name or delete it first.
     """
 
+    default_name = "predictions-{}.csv"
+    """The output's name in the verb's folder; ``{}`` is the predicted folder's name (``test``: the test split)."""
+
     def __init__(self, output: str | None = None) -> None:
         super().__init__(write_interval="epoch")
         self.output = output
@@ -41,7 +45,7 @@ class PredictionCSVWriter(BasePredictionWriter):
         datamodule = trainer.datamodule
         root = datamodule.predict_root if isinstance(datamodule, BreakHisDataModule) else None
         name = Path(root).resolve().name if root else "test"
-        return (run_dir(trainer) or Path(".")) / f"predictions-{name}.csv"
+        return (run_dir(trainer) or Path(".")) / self.default_name.format(name)
 
     @override
     def on_predict_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -62,12 +66,16 @@ class PredictionCSVWriter(BasePredictionWriter):
         if not isinstance(datamodule, BreakHisDataModule):
             raise BreakHisError("PredictionCSVWriter writes predictions of a BreakHisDataModule; use breakhis predict")
         order = torch.argsort(index)  # Lightning's prediction sampler gives each image once, rank by rank
-        index, probs = index[order], probs[order]
         records = datamodule.records("predict")
-        classes = list(datamodule.classes)
+        rows = [records[i] for i in index[order].tolist()]
+        self._write(trainer, rows, probs[order].tolist(), list(datamodule.classes))
+
+    def _write(
+        self, trainer: L.Trainer, records: list[SampleRecord], probs: list[list[float]], classes: list[str]
+    ) -> None:
+        """Write the class probabilities ``probs`` of the images ``records`` (in one order)."""
         rows = []
-        for i, row in zip(index.tolist(), probs.tolist(), strict=True):
-            record = records[i]
+        for record, row in zip(records, probs, strict=True):
             label = classes[record.label] if record.label >= 0 else ""
             pred = max(range(len(row)), key=row.__getitem__)
             rows.append(PredictionRow(record.path, record.patient_id, record.group, label, tuple(row), classes[pred]))

@@ -1,6 +1,6 @@
 """Folders of image files: the one folder walk and the one list of image suffixes.
 
-Used by the BreakHis scan (:func:`breakhis_lit.data.index.scan`), ``--data.predict_root`` and ``breakhis gradcam``.
+Used by the BreakHis scan (:func:`breakhis_lit.data.index.scan`) and ``--data.predict_root`` (predict, gradcam).
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from typing import NoReturn
 
 from breakhis_lit.errors import BreakHisError
 
-#: Extensions (lower case) of the files taken as images everywhere: the BreakHis scan, ``--data.predict_root`` and
-#: ``breakhis gradcam`` folders. All are formats Pillow decodes; BreakHis itself only has PNGs.
+#: Extensions (lower case) of the files taken as images everywhere: the BreakHis scan and ``--data.predict_root``
+#: folders. All are formats Pillow decodes; BreakHis itself only has PNGs.
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp")
 
 
@@ -116,20 +116,17 @@ class ImageFolder:
     skipped_links: list[str]
 
     @classmethod
-    def read(cls, root: str | os.PathLike, exclude: Path | None = None) -> ImageFolder:
-        """Walk ``root`` recursively, leaving out the files below ``exclude`` (e.g. an output folder).
+    def read(cls, root: str | os.PathLike) -> ImageFolder:
+        """Walk ``root`` recursively.
 
         Raises:
             BreakHisError: If a folder cannot be read (see :func:`walk_files`).
         """
         root = Path(root)
         walked = walk_files(root)
-        skip = exclude.resolve() if exclude is not None else None
         images: list[str] = []
         others: list[str] = []
         for rel in walked.files:
-            if skip is not None and (root / rel).resolve().is_relative_to(skip):
-                continue
             (images if is_image_name(rel.rsplit("/", 1)[-1]) else others).append(rel)
         return cls(root, images, others, walked.skipped_links)
 
@@ -146,5 +143,5 @@ class ImageFolder:
 
 
 def no_images_message(where: str | os.PathLike, hint: str) -> str:
-    """The error when a folder (or a list of inputs) holds no image file."""
+    """The error when a folder holds no image file."""
     return f"{where}: no images found ({' '.join(IMAGE_EXTENSIONS)}); {hint}"

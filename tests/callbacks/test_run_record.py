@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from breakhis_lit.cli import main
-from breakhis_lit.commands.gradcam import main as gradcam
 from breakhis_lit.errors import BreakHisError
 from breakhis_lit.rundir import STAIN_TARGET
 from breakhis_lit.stain import MacenkoNormalizer, load_target
@@ -107,16 +106,15 @@ def test_gradcam_and_predict_use_the_runs_target(
     main(["test", *common])
     with (run / "test" / "predictions.csv").open() as f:
         rows = list(csv.DictReader(f))[:6]
-    files = {str(next(demo_root.rglob(Path(r["path"]).name))): float(r["prob_malignant"]) for r in rows}
-    gradcam(["--ckpt_path", str(run / "checkpoints" / "best.ckpt"), *files, "--out", str(tmp_path / "cams")])
-    with (tmp_path / "cams" / "gradcam.csv").open() as f:
-        scored = {r["path"]: float(r["prob_malignant"]) for r in csv.DictReader(f)}
-    assert scored == pytest.approx(files, abs=1e-4)
-
     folder = tmp_path / "folder"
     folder.mkdir()
-    for path in files:
-        shutil.copy(path, folder)
+    for row in rows:
+        shutil.copy(next(demo_root.rglob(Path(row["path"]).name)), folder)
+    main(["gradcam", *common, "--data.predict_root", str(folder), "--cam.out", str(tmp_path / "cams")])
+    with (tmp_path / "cams" / "gradcam.csv").open() as f:
+        scored = {Path(r["path"]).name: float(r["prob_malignant"]) for r in csv.DictReader(f)}
+    assert scored == pytest.approx({Path(r["path"]).name: float(r["prob_malignant"]) for r in rows}, abs=1e-4)
+
     before = _files(run)
     with pytest.raises(SystemExit) as info:
         main(["predict", *common, "--data.predict_root", str(folder), "--data.stain_norm", "none"])
