@@ -7,6 +7,7 @@ import csv
 import errno
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -156,6 +157,19 @@ def test_ddp_on_two_cpu_processes(demo_root: Path, tmp_path: Path) -> None:
     run = logs / "ddp" / "version_0"
     assert (run / "checkpoints" / "best.ckpt").is_file()
     assert not (logs / "ddp" / "version_1").exists()  # one run directory, written by rank zero
+
+    images = tmp_path / "images"  # gradcam on two processes: each writes its shard's overlays, rank zero the CSV
+    images.mkdir()
+    sources = sorted((demo_root).rglob("*.png"))[:3]
+    for source in sources:
+        shutil.copy(source, images / source.name)
+    cams = tmp_path / "cams"
+    gradcam = _breakhis("gradcam", *common, *ddp, "--data.predict_root", str(images), "--cam.out", str(cams))
+    assert gradcam.returncode == 0, gradcam.stderr[-3000:]
+    overlays = sorted(f"{s.stem}_gradcam.png" for s in sources)
+    assert sorted(p.name for p in cams.iterdir()) == [*overlays, "gradcam.csv"]
+    with (cams / "gradcam.csv").open(newline="") as f:
+        assert [Path(r["path"]).name for r in csv.DictReader(f)] == [s.name for s in sources]
 
     two = _breakhis("test", *common, *ddp)
     assert two.returncode == 0, two.stderr[-3000:]

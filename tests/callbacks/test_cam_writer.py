@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import csv
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +14,6 @@ from breakhis_lit.callbacks.cam_writer import class_index
 from breakhis_lit.cli import main
 from breakhis_lit.data.naming import SUBTYPE_CODES
 from breakhis_lit.errors import BreakHisError
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -133,20 +128,3 @@ def test_class_index() -> None:
     assert class_index("dc", list(SUBTYPE_CODES)) == 4
     with pytest.raises(BreakHisError, match="index 0-1"):
         class_index("2", ["benign", "malignant"])
-
-
-@pytest.mark.slow
-def test_two_processes_write_every_overlay_and_one_csv(
-    run: tuple[Path, list[str]], images: Path, tmp_path: Path
-) -> None:
-    _, common = run
-    out = tmp_path / "cams"
-    ddp = ["--trainer.strategy", "ddp", "--trainer.devices", "2", "--trainer.accelerator", "cpu"]
-    done = subprocess.run(
-        [sys.executable, "-m", "breakhis_lit", "gradcam", *common, *ddp, "--data.predict_root", str(images),
-         "--cam.out", str(out)],
-        capture_output=True, text=True, timeout=300, cwd=ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert sorted(p.name for p in out.iterdir()) == ["a_gradcam.png", "b_gradcam.png", "c_gradcam.png", "gradcam.csv"]
-    assert [Path(r["path"]).name for r in _rows(out / "gradcam.csv")] == ["a.png", "b.JPG", "c.tif"]

@@ -24,7 +24,7 @@ def demo_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _data(root: Path, tmp: Path, **kwargs) -> BreakHisDataModule:
-    options = {"magnification": "all", "image_size": 96, "batch_size": 32, "cache_dir": str(tmp / "cache")}
+    options = {"magnification": "all", "image_size": 64, "batch_size": 32, "cache_dir": str(tmp / "cache")}
     return BreakHisDataModule(root=str(root), **{**options, **kwargs})
 
 
