@@ -2,13 +2,12 @@
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from breakhis_lit.evaluation.calibration_replicates import CalibrationReplicates
-from breakhis_lit.evaluation.rows import with_threshold
-from breakhis_lit.stats.bootstrap import Seed, bootstrap, bootstrap_distribution, intervals_from
+from breakhis_lit.stats.bootstrap import Seed, bootstrap, resampled_intervals
 from breakhis_lit.stats.interval import Interval, Method, check_method
 from breakhis_lit.stats.predictions import Predictions
 from breakhis_lit.stats.replicates import ReplicateMetrics, Unit, metric_names
@@ -96,12 +95,11 @@ def evaluation_intervals(
     check_method(method, level, n_resamples)
     start = time.perf_counter()
     evaluate = EvaluationMetrics(pred, "group", calibrated)
-    distribution = bootstrap_distribution(evaluate, evaluate.n_units, n_resamples, seed, jackknife=method == "bca")
-    intervals = intervals_from(distribution, method, level, pred.n_groups, "group")
+    intervals = resampled_intervals(evaluate, pred.n_groups, "group", method, level, n_resamples, seed)[1]
     options = {"n_resamples": n_resamples, "seed": seed, "method": method, "level": level}
     at_threshold: dict[str, Interval] = {}
     if threshold is not None and pred.binary:
         names = [name for name in metric_names(pred.class_names) if name not in THRESHOLD_FREE]
-        at_threshold = bootstrap(with_threshold(pred, threshold), "group", metrics=names, **options)
+        at_threshold = bootstrap(replace(pred, threshold=threshold), "group", metrics=names, **options)
     image = bootstrap(pred, "image", metrics=list(image_metrics), **options)
     return EvaluationIntervals(intervals, at_threshold, image, time.perf_counter() - start)

@@ -5,19 +5,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import ndtr, ndtri
 from statsmodels.stats.contingency_tables import mcnemar
 
 from breakhis_lit.errors import BreakHisError
 from breakhis_lit.evaluation.union import UnionMean
-from breakhis_lit.stats.bootstrap import bootstrap_distribution, intervals_from
-from breakhis_lit.stats.delong import DeLong, delong_test
-from breakhis_lit.stats.interval import Method, check_method, finite_or_none
+from breakhis_lit.stats.delong import DeLong, delong_test, wald
+from breakhis_lit.stats.interval import Method, check_method
 from breakhis_lit.stats.mcnemar import McNemar, mcnemar_test
 from breakhis_lit.stats.paired import (
     Difference,
     PairedDifferences,
-    bootstrap_p_value,
+    bootstrap_differences,
     check_comparable,
     paired_bootstrap,
 )
@@ -58,26 +56,11 @@ def _summed_mcnemar(tables: Sequence[McNemar], unit: str) -> McNemar:
 
 
 def _combined_delong(tests: Sequence[DeLong], level: float) -> DeLong:
-    k = len(tests)
-    difference = float(np.mean([t.difference for t in tests]))
-    se = math.sqrt(sum(t.standard_error**2 for t in tests)) / k
-    if se > 0:
-        z: float | None = difference / se
-        p = float(2 * ndtr(-abs(z)))
-    else:
-        z, p = (0.0, 1.0) if difference == 0 else (None, 0.0)
-    half = float(ndtri((1 + level) / 2)) * se
-    return DeLong(
-        auroc_a=float(np.mean([t.auroc_a for t in tests])),
-        auroc_b=float(np.mean([t.auroc_b for t in tests])),
-        difference=difference,
-        standard_error=se,
-        z=z,
-        p_value=p,
-        low=difference - half,
-        high=difference + half,
-        level=float(level),
+    se = math.sqrt(sum(t.standard_error**2 for t in tests)) / len(tests)
+    mean_a, mean_b, difference = (
+        float(np.mean([getattr(t, f) for t in tests])) for f in ("auroc_a", "auroc_b", "difference")
     )
+    return wald(mean_a, mean_b, difference, se, level)
 
 
 def _pooled_pairs(
@@ -87,21 +70,10 @@ def _pooled_pairs(
     differences = [PairedDifferences(a, b, metrics) for a, b in pairs]
     groups = [a.group_names for a, _ in pairs]
     evaluate = UnionMean(list(zip(differences, groups, strict=True)))
-    distribution = bootstrap_distribution(evaluate, evaluate.n_units, n_resamples, seed, jackknife=method == "bca")
-    intervals = intervals_from(distribution, method, level, evaluate.n_units, "group")
-    estimate_a = UnionMean([(d.a, g) for d, g in zip(differences, groups, strict=True)]).estimate()
-    estimate_b = UnionMean([(d.b, g) for d, g in zip(differences, groups, strict=True)]).estimate()
-    found = {
-        name: Difference(
-            estimate_a=finite_or_none(estimate_a[name]),
-            estimate_b=finite_or_none(estimate_b[name]),
-            difference=intervals[name],
-            p_value=finite_or_none(bootstrap_p_value(distribution.replicates[name]))
-            if intervals[name].estimate is not None
-            else None,
-        )
-        for name in differences[0].names
-    }
+    estimates = tuple(
+        UnionMean([(getattr(d, m), g) for d, g in zip(differences, groups, strict=True)]).estimate() for m in "ab"
+    )
+    found = bootstrap_differences(evaluate, evaluate.n_units, estimates, method, level, n_resamples, seed)
     return found, evaluate.n_units
 
 

@@ -6,7 +6,7 @@ from typing import Literal
 
 from breakhis_lit.evaluation.union import UnionMean
 from breakhis_lit.stats.across_runs import runs_bootstrap
-from breakhis_lit.stats.bootstrap import bootstrap_distribution, intervals_from
+from breakhis_lit.stats.bootstrap import resampled_intervals
 from breakhis_lit.stats.interval import Interval, Method, check_method
 from breakhis_lit.stats.predictions import Predictions
 from breakhis_lit.stats.replicates import ReplicateMetrics
@@ -86,6 +86,5 @@ def row_intervals(
         intervals = runs_bootstrap(runs, design, **options)
         return RowIntervals(design, intervals, next(iter(intervals.values())).n_groups)
     evaluate = UnionMean([(ReplicateMetrics(run, "group", metrics), run.group_names) for run in runs])
-    distribution = bootstrap_distribution(evaluate, evaluate.n_units, n_resamples, seed, jackknife=method == "bca")
-    intervals = intervals_from(distribution, method, level, evaluate.n_units, "group")
+    intervals = resampled_intervals(evaluate, evaluate.n_units, "group", method, level, n_resamples, seed)[1]
     return RowIntervals(design, intervals, evaluate.n_units)

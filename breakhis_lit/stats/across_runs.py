@@ -6,7 +6,7 @@ from typing import Literal
 import numpy as np
 
 from breakhis_lit.errors import BreakHisError
-from breakhis_lit.stats.bootstrap import Seed, bootstrap, bootstrap_distribution, intervals_from
+from breakhis_lit.stats.bootstrap import Seed, bootstrap, resampled_intervals
 from breakhis_lit.stats.interval import Interval, Method, check_method
 from breakhis_lit.stats.predictions import Predictions, aligned
 from breakhis_lit.stats.replicates import ReplicateMetrics
@@ -126,5 +126,4 @@ def runs_bootstrap(
     first = runs[0]
     seeds = [first, *(aligned(first, run) for run in runs[1:])]
     evaluate = SeedAveragedMetrics(seeds, metrics)
-    distribution = bootstrap_distribution(evaluate, evaluate.n_units, n_resamples, seed, jackknife=method == "bca")
-    return intervals_from(distribution, method, level, first.n_groups, "group")
+    return resampled_intervals(evaluate, first.n_groups, "group", method, level, n_resamples, seed)[1]

@@ -2,7 +2,7 @@
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -96,15 +96,30 @@ def bootstrap_distribution(
     return BootstrapDistribution(estimates, replicates, jackknife_values, n_units)
 
 
-def intervals_from(
-    distribution: BootstrapDistribution, method: Method, level: float, n_groups: int, unit: str
-) -> dict[str, Interval]:
-    """One :class:`Interval` per metric of a bootstrap distribution."""
+class Evaluator(Protocol):
+    """Maps weights ``[B, U]`` over its ``n_units`` units to ``{metric: [B]}`` (e.g. a :class:`ReplicateMetrics`)."""
+
+    n_units: int
+
+    def __call__(self, weights: np.ndarray) -> dict[str, np.ndarray]:
+        """``{metric: [B]}`` for weights ``[B, U]``."""
+
+
+def resampled_intervals(
+    evaluate: Evaluator, n_groups: int, unit: str, method: Method, level: float, n_resamples: int, seed: Seed
+) -> tuple[BootstrapDistribution, dict[str, Interval]]:
+    """The bootstrap distribution of ``evaluate`` (BCa: with the jackknife) and its intervals.
+
+    Returns:
+        The distribution and one :class:`Interval` per metric (``n_groups`` and ``unit`` are recorded in each).
+    """
+    n_units = evaluate.n_units
+    distribution = bootstrap_distribution(evaluate, n_units, n_resamples, seed, jackknife=method == "bca")
     out = {}
     for name, estimate in distribution.estimates.items():
         replicates = distribution.replicates[name]
         jackknife = None if distribution.jackknife is None else distribution.jackknife[name]
-        low, high, n_valid = bootstrap_bounds(estimate, replicates, method, level, jackknife, distribution.n_units)
+        low, high, n_valid = bootstrap_bounds(estimate, replicates, method, level, jackknife, n_units)
         out[name] = Interval(
             estimate=finite_or_none(estimate),
             low=finite_or_none(low),
@@ -116,7 +131,7 @@ def intervals_from(
             n_groups=int(n_groups),
             unit=unit,
         )
-    return out
+    return distribution, out
 
 
 def bootstrap(
@@ -158,8 +173,7 @@ def bootstrap(
     """
     check_method(method, level, n_resamples)
     evaluate = ReplicateMetrics(pred, unit, metrics)
-    distribution = bootstrap_distribution(evaluate, evaluate.n_units, n_resamples, seed, jackknife=method == "bca")
-    return intervals_from(distribution, method, level, pred.n_groups, unit)
+    return resampled_intervals(evaluate, pred.n_groups, unit, method, level, n_resamples, seed)[1]
 
 
 def _predictions(
@@ -207,24 +221,11 @@ def patient_bootstrap(
     return bootstrap(pred, "group", n_resamples=n_resamples, seed=seed, method=method, level=level, metrics=metrics)
 
 
-def image_bootstrap(
-    probs: Any,
-    labels: Any,
-    groups: Any,
-    patients: Any,
-    *,
-    threshold: float = 0.5,
-    class_names: Sequence[str] | None = None,
-    n_resamples: int = 2000,
-    seed: Seed = 0,
-    method: Method = "percentile",
-    level: float = 0.95,
-    metrics: Sequence[str] | None = None,
-) -> dict[str, Interval]:
+def image_bootstrap(probs: Any, labels: Any, groups: Any, patients: Any, **options: Any) -> dict[str, Interval]:
     """Image-level bootstrap (images resampled independently), for contrast with :func:`patient_bootstrap`.
 
     Same arguments and result as :func:`patient_bootstrap`. Patient-level metrics use, in each replicate, the
     drawn images of every patient that has any (a patient's mean probability is weighted by the draws).
     """
-    pred = _predictions(probs, labels, groups, patients, threshold, class_names)
-    return bootstrap(pred, "image", n_resamples=n_resamples, seed=seed, method=method, level=level, metrics=metrics)
+    threshold, class_names = options.pop("threshold", 0.5), options.pop("class_names", None)
+    return bootstrap(_predictions(probs, labels, groups, patients, threshold, class_names), "image", **options)

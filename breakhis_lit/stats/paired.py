@@ -1,19 +1,18 @@
 """Paired patient-bootstrap comparison of two models on the same test images: differences, intervals, p-values."""
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 
-from breakhis_lit.stats.bootstrap import Seed, bootstrap_distribution, intervals_from
-from breakhis_lit.stats.interval import Interval, Method, check_method, finite_or_none
+from breakhis_lit.stats.bootstrap import Evaluator, Seed, resampled_intervals
+from breakhis_lit.stats.interval import Interval, JsonFields, Method, check_method, finite_or_none
 from breakhis_lit.stats.predictions import Predictions, aligned, check_patients_per_class
 from breakhis_lit.stats.replicates import ReplicateMetrics
 
 
 @dataclass(frozen=True)
-class Difference:
+class Difference(JsonFields):
     """One metric of two models and their paired difference ``a - b``.
 
     Attributes:
@@ -27,10 +26,6 @@ class Difference:
     estimate_b: float | None
     difference: Interval
     p_value: float | None
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-serialisable fields."""
-        return asdict(self)
 
 
 def bootstrap_p_value(replicates: np.ndarray) -> float:
@@ -73,6 +68,34 @@ class PairedDifferences:
         """``{name: [B]}``: a's metric minus b's on the same resampled groups."""
         a, b = self.a(weights), self.b(weights)
         return {name: a[name] - b[name] for name in self.names}
+
+
+def bootstrap_differences(
+    evaluate: Evaluator,
+    n_groups: int,
+    estimates: tuple[dict[str, float], dict[str, float]],
+    method: Method,
+    level: float,
+    n_resamples: int,
+    seed: Seed,
+) -> dict[str, Difference]:
+    """:class:`Difference` of every metric of ``evaluate`` (``a - b`` for group weights) beside a's and b's estimates.
+
+    ``estimates`` are both models' metrics on the full test set; ``n_groups`` is recorded in the intervals.
+    """
+    distribution, intervals = resampled_intervals(evaluate, n_groups, "group", method, level, n_resamples, seed)
+    estimate_a, estimate_b = estimates
+    return {
+        name: Difference(
+            estimate_a=finite_or_none(estimate_a[name]),
+            estimate_b=finite_or_none(estimate_b[name]),
+            difference=interval,
+            p_value=None
+            if interval.estimate is None
+            else finite_or_none(bootstrap_p_value(distribution.replicates[name])),
+        )
+        for name, interval in intervals.items()
+    }
 
 
 def check_comparable(a: Predictions, b: Predictions) -> Predictions:
@@ -121,17 +144,5 @@ def paired_bootstrap(
     check_method(method, level, n_resamples)
     b = check_comparable(a, b)
     evaluate = PairedDifferences(a, b, metrics)
-    distribution = bootstrap_distribution(evaluate, evaluate.n_units, n_resamples, seed, jackknife=method == "bca")
-    intervals = intervals_from(distribution, method, level, a.n_groups, "group")
-    estimate_a, estimate_b = evaluate.a.estimate(), evaluate.b.estimate()
-    return {
-        name: Difference(
-            estimate_a=finite_or_none(estimate_a[name]),
-            estimate_b=finite_or_none(estimate_b[name]),
-            difference=intervals[name],
-            p_value=finite_or_none(bootstrap_p_value(distribution.replicates[name]))
-            if intervals[name].estimate is not None
-            else None,
-        )
-        for name in evaluate.names
-    }
+    estimates = evaluate.a.estimate(), evaluate.b.estimate()
+    return bootstrap_differences(evaluate, a.n_groups, estimates, method, level, n_resamples, seed)
