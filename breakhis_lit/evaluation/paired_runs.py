@@ -3,14 +3,15 @@
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from statsmodels.stats.contingency_tables import mcnemar
 
 from breakhis_lit.errors import BreakHisError
 from breakhis_lit.evaluation.union import UnionMean
+from breakhis_lit.stats.bootstrap import Resampling
 from breakhis_lit.stats.delong import DeLong, delong_test, wald
-from breakhis_lit.stats.interval import Method, check_method
 from breakhis_lit.stats.mcnemar import McNemar, mcnemar_test
 from breakhis_lit.stats.paired import (
     Difference,
@@ -64,7 +65,7 @@ def _combined_delong(tests: Sequence[DeLong], level: float) -> DeLong:
 
 
 def _pooled_pairs(
-    pairs: Sequence[Pair], metrics: Sequence[str] | None, method: Method, n_resamples: int, seed: int, level: float
+    pairs: Sequence[Pair], metrics: Sequence[str] | None, resampling: Resampling
 ) -> tuple[dict[str, Difference], int]:
     """Differences averaged over several pairs, with a bootstrap over the union of their groups."""
     differences = [PairedDifferences(a, b, metrics) for a, b in pairs]
@@ -73,19 +74,11 @@ def _pooled_pairs(
     estimates = tuple(
         UnionMean([(getattr(d, m), g) for d, g in zip(differences, groups, strict=True)]).estimate() for m in "ab"
     )
-    found = bootstrap_differences(evaluate, evaluate.n_units, estimates, method, level, n_resamples, seed)
+    found = bootstrap_differences(evaluate, evaluate.n_units, estimates, resampling)
     return found, evaluate.n_units
 
 
-def compare_pairs(
-    pairs: Sequence[Pair],
-    *,
-    metrics: Sequence[str] | None = None,
-    method: Method = "bca",
-    n_resamples: int = 2000,
-    seed: int = 0,
-    level: float = 0.95,
-) -> PairedResult:
+def compare_pairs(pairs: Sequence[Pair], *, metrics: Sequence[str] | None = None, **options: Any) -> PairedResult:
     """Compare models a and b over pairs of runs, each pair scored on the same test images.
 
     One pair: :func:`~breakhis_lit.stats.paired_bootstrap`, :func:`~breakhis_lit.stats.mcnemar_test` (patients and
@@ -99,10 +92,8 @@ def compare_pairs(
     Args:
         pairs: ``(a, b)`` predictions of each pair of runs.
         metrics: Metrics of the bootstrap (default: all).
-        method: Interval method of the differences.
-        n_resamples: Bootstrap replicates.
-        seed: Seed of the replicates.
-        level: Confidence level.
+        options: ``n_resamples``, ``seed``, ``method`` (here ``"bca"`` by default), ``level`` (DeLong's too) of
+            :class:`~breakhis_lit.stats.Resampling`.
 
     Returns:
         The :class:`PairedResult`.
@@ -111,25 +102,24 @@ def compare_pairs(
         BreakHisError: On no pairs, or a pair whose runs differ in task, images, labels, groups or patients, or a
             class with fewer than two test patients.
     """
-    check_method(method, level, n_resamples)
+    options = {"method": "bca", **options}
+    resampling = Resampling(**options)
     if not pairs:
         raise BreakHisError("no pairs of runs to compare; pass runs scored on the same test images")
     aligned = [(a, check_comparable(a, b)) for a, b in pairs]
     binary = aligned[0][0].binary
     if len(aligned) == 1:
         a, b = aligned[0]
-        differences = paired_bootstrap(
-            a, b, n_resamples=n_resamples, seed=seed, method=method, level=level, metrics=metrics
-        )
+        differences = paired_bootstrap(a, b, metrics=metrics, **options)
         n_groups = a.n_groups
     else:
-        differences, n_groups = _pooled_pairs(aligned, metrics, method, n_resamples, seed, level)
+        differences, n_groups = _pooled_pairs(aligned, metrics, resampling)
     patient = [mcnemar_test(a, b, "patient") for a, b in aligned]
     image = [mcnemar_test(a, b, "image") for a, b in aligned]
     delong = None
     if binary:
-        tests = [delong_test(a, b, level) for a, b in aligned]
-        delong = tests[0] if len(tests) == 1 else _combined_delong(tests, level)
+        tests = [delong_test(a, b, resampling.level) for a, b in aligned]
+        delong = tests[0] if len(tests) == 1 else _combined_delong(tests, resampling.level)
     return PairedResult(
         differences=differences,
         mcnemar_patient=patient[0] if len(patient) == 1 else _summed_mcnemar(patient, "patient"),

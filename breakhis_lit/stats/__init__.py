@@ -3,6 +3,7 @@
 from breakhis_lit.stats.across_runs import pool_folds, runs_bootstrap
 from breakhis_lit.stats.bootstrap import (
     BootstrapDistribution,
+    Resampling,
     bootstrap,
     bootstrap_distribution,
     image_bootstrap,
@@ -36,6 +37,7 @@ __all__ = [
     "Predictions",
     "ReliabilityBins",
     "ReplicateMetrics",
+    "Resampling",
     "ThresholdChoice",
     "bootstrap",
     "bootstrap_distribution",

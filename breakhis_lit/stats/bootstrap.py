@@ -105,44 +105,56 @@ class Evaluator(Protocol):
         """``{metric: [B]}`` for weights ``[B, U]``."""
 
 
-def resampled_intervals(
-    evaluate: Evaluator, n_groups: int, unit: str, method: Method, level: float, n_resamples: int, seed: Seed
-) -> tuple[BootstrapDistribution, dict[str, Interval]]:
-    """The bootstrap distribution of ``evaluate`` (BCa: with the jackknife) and its intervals.
+@dataclass(frozen=True)
+class Resampling:
+    """The options of every bootstrap of the package (its functions take them as keyword arguments), checked.
 
-    Returns:
-        The distribution and one :class:`Interval` per metric (``n_groups`` and ``unit`` are recorded in each).
+    Attributes:
+        n_resamples: Number of bootstrap replicates.
+        seed: Seed or ``numpy.random.Generator`` of the replicates (the same replicates for every metric).
+        method: ``"percentile"``, ``"expanded"`` (:func:`~breakhis_lit.stats.interval.expanded_levels`) or
+            ``"bca"`` (acceleration from the leave-one-unit-out jackknife).
+        level: Confidence level.
+
+    Raises:
+        BreakHisError: On an unknown method, a level outside (0, 1) or fewer than one resample.
     """
-    n_units = evaluate.n_units
-    distribution = bootstrap_distribution(evaluate, n_units, n_resamples, seed, jackknife=method == "bca")
-    out = {}
-    for name, estimate in distribution.estimates.items():
-        replicates = distribution.replicates[name]
-        jackknife = None if distribution.jackknife is None else distribution.jackknife[name]
-        low, high, n_valid = bootstrap_bounds(estimate, replicates, method, level, jackknife, n_units)
-        out[name] = Interval(
-            estimate=finite_or_none(estimate),
-            low=finite_or_none(low),
-            high=finite_or_none(high),
-            method=method,
-            level=float(level),
-            n_resamples=int(replicates.size),
-            n_valid=n_valid,
-            n_groups=int(n_groups),
-            unit=unit,
-        )
-    return distribution, out
+
+    n_resamples: int = 2000
+    seed: Seed = 0
+    method: Method = "percentile"
+    level: float = 0.95
+
+    def __post_init__(self) -> None:
+        check_method(self.method, self.level, self.n_resamples)
+
+    def intervals(
+        self, evaluate: Evaluator, n_groups: int, unit: str = "group"
+    ) -> tuple[BootstrapDistribution, dict[str, Interval]]:
+        """The bootstrap distribution of ``evaluate`` and one :class:`Interval` per metric (recording ``n_groups``)."""
+        method, level, n_units = self.method, self.level, evaluate.n_units
+        distribution = bootstrap_distribution(evaluate, n_units, self.n_resamples, self.seed, method == "bca")
+        out = {}
+        for name, estimate in distribution.estimates.items():
+            replicates = distribution.replicates[name]
+            jackknife = None if distribution.jackknife is None else distribution.jackknife[name]
+            low, high, n_valid = bootstrap_bounds(estimate, replicates, method, level, jackknife, n_units)
+            out[name] = Interval(
+                estimate=finite_or_none(estimate),
+                low=finite_or_none(low),
+                high=finite_or_none(high),
+                method=method,
+                level=float(level),
+                n_resamples=int(replicates.size),
+                n_valid=n_valid,
+                n_groups=int(n_groups),
+                unit=unit,
+            )
+        return distribution, out
 
 
 def bootstrap(
-    pred: Predictions,
-    unit: Unit = "group",
-    *,
-    n_resamples: int = 2000,
-    seed: Seed = 0,
-    method: Method = "percentile",
-    level: float = 0.95,
-    metrics: Sequence[str] | None = None,
+    pred: Predictions, unit: Unit = "group", *, metrics: Sequence[str] | None = None, **options: Any
 ) -> dict[str, Interval]:
     """Bootstrap interval of every scalar test metric of one run, resampling groups or images.
 
@@ -159,21 +171,17 @@ def bootstrap(
     Args:
         pred: The run's test predictions.
         unit: ``"group"`` or ``"image"``.
-        n_resamples: Number of bootstrap replicates.
-        seed: Seed or ``numpy.random.Generator`` of the replicates.
-        method: ``"percentile"``, ``"expanded"`` or ``"bca"``.
-        level: Confidence level.
         metrics: Metric names to compute (default: all of :func:`~breakhis_lit.stats.replicates.metric_names`).
+        options: ``n_resamples``, ``seed``, ``method``, ``level`` (see :class:`Resampling`).
 
     Returns:
         ``{metric: Interval}`` in the order of :func:`~breakhis_lit.stats.replicates.metric_names`.
 
     Raises:
-        BreakHisError: On an unknown method or metric, a level outside (0, 1), or fewer than two units.
+        BreakHisError: On bad options, an unknown metric, or fewer than two units.
     """
-    check_method(method, level, n_resamples)
-    evaluate = ReplicateMetrics(pred, unit, metrics)
-    return resampled_intervals(evaluate, pred.n_groups, unit, method, level, n_resamples, seed)[1]
+    resampling = Resampling(**options)
+    return resampling.intervals(ReplicateMetrics(pred, unit, metrics), pred.n_groups, unit)[1]
 
 
 def _predictions(
@@ -190,11 +198,7 @@ def patient_bootstrap(
     *,
     threshold: float = 0.5,
     class_names: Sequence[str] | None = None,
-    n_resamples: int = 2000,
-    seed: Seed = 0,
-    method: Method = "percentile",
-    level: float = 0.95,
-    metrics: Sequence[str] | None = None,
+    **options: Any,
 ) -> dict[str, Interval]:
     """Patient (cluster) bootstrap: resample the split groups with replacement, each with all its images.
 
@@ -205,11 +209,7 @@ def patient_bootstrap(
         patients: Patient id of every image ``[N]``, for the patient-level metrics.
         threshold: Binary decision threshold on ``probs[:, 1]`` (see :class:`Predictions`).
         class_names: Class names for the ``f1_<class>`` keys (default ``"0"``, ``"1"``, ...).
-        n_resamples: Number of bootstrap replicates.
-        seed: Seed or ``numpy.random.Generator``.
-        method: ``"percentile"``, ``"expanded"`` or ``"bca"``.
-        level: Confidence level.
-        metrics: Metric names to compute (default: all).
+        options: ``metrics`` and :class:`Resampling`'s options, as :func:`bootstrap`.
 
     Returns:
         ``{metric: Interval}``; see :func:`bootstrap`.
@@ -217,8 +217,7 @@ def patient_bootstrap(
     Raises:
         BreakHisError: On bad predictions (see :class:`Predictions`) or options.
     """
-    pred = _predictions(probs, labels, groups, patients, threshold, class_names)
-    return bootstrap(pred, "group", n_resamples=n_resamples, seed=seed, method=method, level=level, metrics=metrics)
+    return bootstrap(_predictions(probs, labels, groups, patients, threshold, class_names), "group", **options)
 
 
 def image_bootstrap(probs: Any, labels: Any, groups: Any, patients: Any, **options: Any) -> dict[str, Interval]:

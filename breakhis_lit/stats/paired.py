@@ -2,11 +2,12 @@
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from breakhis_lit.stats.bootstrap import Evaluator, Seed, resampled_intervals
-from breakhis_lit.stats.interval import Interval, JsonFields, Method, check_method, finite_or_none
+from breakhis_lit.stats.bootstrap import Evaluator, Resampling
+from breakhis_lit.stats.interval import Interval, JsonFields, finite_or_none
 from breakhis_lit.stats.predictions import Predictions, aligned, check_patients_per_class
 from breakhis_lit.stats.replicates import ReplicateMetrics
 
@@ -74,16 +75,13 @@ def bootstrap_differences(
     evaluate: Evaluator,
     n_groups: int,
     estimates: tuple[dict[str, float], dict[str, float]],
-    method: Method,
-    level: float,
-    n_resamples: int,
-    seed: Seed,
+    resampling: Resampling,
 ) -> dict[str, Difference]:
     """:class:`Difference` of every metric of ``evaluate`` (``a - b`` for group weights) beside a's and b's estimates.
 
     ``estimates`` are both models' metrics on the full test set; ``n_groups`` is recorded in the intervals.
     """
-    distribution, intervals = resampled_intervals(evaluate, n_groups, "group", method, level, n_resamples, seed)
+    distribution, intervals = resampling.intervals(evaluate, n_groups)
     estimate_a, estimate_b = estimates
     return {
         name: Difference(
@@ -111,14 +109,7 @@ def check_comparable(a: Predictions, b: Predictions) -> Predictions:
 
 
 def paired_bootstrap(
-    a: Predictions,
-    b: Predictions,
-    *,
-    n_resamples: int = 2000,
-    seed: Seed = 0,
-    method: Method = "percentile",
-    level: float = 0.95,
-    metrics: Sequence[str] | None = None,
+    a: Predictions, b: Predictions, *, metrics: Sequence[str] | None = None, **options: Any
 ) -> dict[str, Difference]:
     """Difference ``a - b`` of every metric with a paired patient-bootstrap interval and p-value.
 
@@ -129,11 +120,9 @@ def paired_bootstrap(
     Args:
         a: Model a's test predictions.
         b: Model b's test predictions on the same images (matched by image id when both have ids).
-        n_resamples: Number of bootstrap replicates.
-        seed: Seed or ``numpy.random.Generator``.
-        method: ``"percentile"``, ``"expanded"`` or ``"bca"`` for the interval of the difference.
-        level: Confidence level.
         metrics: Metric names to compare (default: all).
+        options: ``n_resamples``, ``seed``, ``method``, ``level`` of the differences' intervals (see
+            :class:`~breakhis_lit.stats.bootstrap.Resampling`).
 
     Returns:
         ``{metric: Difference}``.
@@ -141,8 +130,8 @@ def paired_bootstrap(
     Raises:
         BreakHisError: See :func:`check_comparable`; on bad options.
     """
-    check_method(method, level, n_resamples)
+    resampling = Resampling(**options)
     b = check_comparable(a, b)
     evaluate = PairedDifferences(a, b, metrics)
     estimates = evaluate.a.estimate(), evaluate.b.estimate()
-    return bootstrap_differences(evaluate, a.n_groups, estimates, method, level, n_resamples, seed)
+    return bootstrap_differences(evaluate, a.n_groups, estimates, resampling)
