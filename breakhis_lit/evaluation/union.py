@@ -1,11 +1,10 @@
 """The mean of several runs' metrics for bootstrap weights over the union of their test sets' split groups."""
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
-Evaluate = Callable[[np.ndarray], dict[str, np.ndarray]]
-"""Maps weights ``[B, U]`` over a run's own groups (in its group-code order) to ``{metric: [B]}``."""
+from breakhis_lit.stats.bootstrap import Evaluate
 
 
 def finite_mean(values: np.ndarray) -> np.ndarray:
@@ -25,7 +24,8 @@ class UnionMean:
     replicate draws is left out of that replicate's mean (an undefined metric likewise).
 
     Args:
-        parts: ``(evaluate, group names)`` per run: its evaluator and the names of its groups in code order.
+        parts: ``(evaluate, group names)`` per run: its evaluator (weights over its own groups in code order) and
+            the names of its groups in code order.
     """
 
     def __init__(self, parts: Sequence[tuple[Evaluate, Sequence[object]]]) -> None:
@@ -35,7 +35,6 @@ class UnionMean:
             for evaluate, groups in parts
         ]
         self.n_units = len(index)
-        self.group_names = list(index)
 
     def __call__(self, weights: np.ndarray) -> dict[str, np.ndarray]:
         """``{name: [B]}``: the mean over the runs of their metrics under the same weights."""
