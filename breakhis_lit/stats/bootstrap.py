@@ -58,44 +58,6 @@ def _jackknife(evaluate: Evaluate, n_units: int) -> dict[str, np.ndarray]:
     return {name: np.concatenate([block[name] for block in blocks]) for name in blocks[0]}
 
 
-@dataclass(frozen=True)
-class BootstrapDistribution:
-    """Full-sample values, bootstrap replicates and (for BCa) jackknife values of several metrics.
-
-    Attributes:
-        estimates: ``{name: value}`` on the full sample.
-        replicates: ``{name: [B]}``, NaN where undefined.
-        jackknife: ``{name: [U]}`` leave-one-unit-out values, or None.
-        n_units: Number of resampled units ``U``.
-    """
-
-    estimates: dict[str, float]
-    replicates: dict[str, np.ndarray]
-    jackknife: dict[str, np.ndarray] | None
-    n_units: int
-
-
-def bootstrap_distribution(
-    evaluate: Evaluate, n_units: int, n_resamples: int = 2000, seed: Seed = 0, jackknife: bool = False
-) -> BootstrapDistribution:
-    """Evaluate metrics on the full sample, on ``n_resamples`` bootstrap replicates and optionally the jackknife.
-
-    Args:
-        evaluate: Maps unit weights ``[B, U]`` to ``{name: [B]}`` (e.g. a :class:`ReplicateMetrics`).
-        n_units: Number of resampling units ``U``.
-        n_resamples: Number of replicates.
-        seed: Seed or generator of the replicates.
-        jackknife: Also evaluate the ``U`` leave-one-unit-out samples.
-
-    Returns:
-        The :class:`BootstrapDistribution`.
-    """
-    estimates = {name: float(value[0]) for name, value in evaluate(np.ones((1, n_units), dtype=np.int64)).items()}
-    replicates = evaluate(resample_weights(n_units, n_resamples, seed))
-    jackknife_values = _jackknife(evaluate, n_units) if jackknife else None
-    return BootstrapDistribution(estimates, replicates, jackknife_values, n_units)
-
-
 class Evaluator(Protocol):
     """Maps weights ``[B, U]`` over its ``n_units`` units to ``{metric: [B]}`` (e.g. a :class:`ReplicateMetrics`)."""
 
@@ -130,27 +92,30 @@ class Resampling:
 
     def intervals(
         self, evaluate: Evaluator, n_groups: int, unit: str = "group"
-    ) -> tuple[BootstrapDistribution, dict[str, Interval]]:
-        """The bootstrap distribution of ``evaluate`` and one :class:`Interval` per metric (recording ``n_groups``)."""
-        method, level, n_units = self.method, self.level, evaluate.n_units
-        distribution = bootstrap_distribution(evaluate, n_units, self.n_resamples, self.seed, method == "bca")
+    ) -> tuple[dict[str, np.ndarray], dict[str, Interval]]:
+        """Every metric's bootstrap replicates ``[B]`` (NaN where undefined) and :class:`Interval` (with ``n_groups``).
+
+        The estimate is ``evaluate`` on the full sample; BCa also evaluates the leave-one-unit-out jackknife.
+        """
+        n_units = evaluate.n_units
+        estimates = {name: float(value[0]) for name, value in evaluate(np.ones((1, n_units), dtype=np.int64)).items()}
+        replicates = evaluate(resample_weights(n_units, self.n_resamples, self.seed))
+        jackknife = _jackknife(evaluate, n_units) if self.method == "bca" else {}
         out = {}
-        for name, estimate in distribution.estimates.items():
-            replicates = distribution.replicates[name]
-            jackknife = None if distribution.jackknife is None else distribution.jackknife[name]
-            low, high, n_valid = bootstrap_bounds(estimate, replicates, method, level, jackknife, n_units)
+        for name, estimate in estimates.items():
+            bounds = bootstrap_bounds(estimate, replicates[name], self.method, self.level, jackknife.get(name), n_units)
             out[name] = Interval(
                 estimate=finite_or_none(estimate),
-                low=finite_or_none(low),
-                high=finite_or_none(high),
-                method=method,
-                level=float(level),
-                n_resamples=int(replicates.size),
-                n_valid=n_valid,
+                low=finite_or_none(bounds[0]),
+                high=finite_or_none(bounds[1]),
+                method=self.method,
+                level=float(self.level),
+                n_resamples=int(replicates[name].size),
+                n_valid=bounds[2],
                 n_groups=int(n_groups),
                 unit=unit,
             )
-        return distribution, out
+        return replicates, out
 
 
 def bootstrap(

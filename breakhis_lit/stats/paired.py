@@ -81,16 +81,14 @@ def bootstrap_differences(
 
     ``estimates`` are both models' metrics on the full test set; ``n_groups`` is recorded in the intervals.
     """
-    distribution, intervals = resampling.intervals(evaluate, n_groups)
+    replicates, intervals = resampling.intervals(evaluate, n_groups)
     estimate_a, estimate_b = estimates
     return {
         name: Difference(
             estimate_a=finite_or_none(estimate_a[name]),
             estimate_b=finite_or_none(estimate_b[name]),
             difference=interval,
-            p_value=None
-            if interval.estimate is None
-            else finite_or_none(bootstrap_p_value(distribution.replicates[name])),
+            p_value=None if interval.estimate is None else finite_or_none(bootstrap_p_value(replicates[name])),
         )
         for name, interval in intervals.items()
     }

@@ -6,6 +6,7 @@ from typing import Literal
 import numpy as np
 
 from breakhis_lit.errors import BreakHisError
+from breakhis_lit.metrics.collection import scalar_names
 from breakhis_lit.stats.predictions import Predictions
 from breakhis_lit.stats.weighted_auroc import WeightedAUROC
 
@@ -16,9 +17,7 @@ _CHUNK_ELEMENTS = 8_000_000  # largest temporary array per chunk of replicates (
 
 def metric_names(class_names: Sequence[str]) -> list[str]:
     """The metrics a bootstrap reports, in order: those of ``ClassificationMetrics`` and the patient-level two."""
-    names = ["accuracy", "balanced_accuracy", "precision", "recall", "specificity"]
-    names += [f"f1_{name}" for name in class_names]
-    return [*names, "f1_macro", "gmean", "iba", "auroc", "patient_accuracy", "patient_recognition_rate"]
+    return [*scalar_names(class_names), "patient_accuracy", "patient_recognition_rate"]
 
 
 def _safe_divide(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
