@@ -5,14 +5,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from breakhis_lit.stats.bootstrap import Evaluate
-
-
-def finite_mean(values: np.ndarray) -> np.ndarray:
-    """Mean over the first axis of the finite entries; NaN where none is."""
-    finite = np.isfinite(values)
-    count = finite.sum(axis=0)
-    total = np.where(finite, values, 0.0).sum(axis=0)
-    return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+from breakhis_lit.stats.replicates import finite_mean
 
 
 class UnionMean:

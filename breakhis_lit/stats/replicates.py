@@ -31,6 +31,13 @@ def _masked_mean(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return _safe_divide(np.where(mask, values, 0.0).sum(axis=-1), mask.sum(axis=-1).astype(np.float64))
 
 
+def finite_mean(values: np.ndarray) -> np.ndarray:
+    """Mean over the first axis of the finite entries; NaN where none is."""
+    finite = np.isfinite(values)
+    count = finite.sum(axis=0)
+    return np.where(count > 0, np.where(finite, values, 0.0).sum(axis=0) / np.maximum(count, 1), np.nan)
+
+
 def count_metrics(confusion: np.ndarray, class_names: Sequence[str]) -> dict[str, np.ndarray]:
     """The confusion-count metrics of :class:`~breakhis_lit.metrics.ClassificationMetrics` for many tables.
 
@@ -187,10 +194,7 @@ class ReplicateMetrics:
         out = count_metrics((w @ self._confusion).reshape(-1, c, c), self.pred.class_names)
         if self._auroc:
             with np.errstate(invalid="ignore"):
-                per_class = np.stack([auroc(w) for auroc in self._auroc])
-                defined = np.isfinite(per_class).sum(axis=0)
-                total = np.where(np.isfinite(per_class), per_class, 0.0).sum(axis=0)
-                out["auroc"] = np.where(defined > 0, total / np.maximum(defined, 1), np.nan)
+                out["auroc"] = finite_mean(np.stack([auroc(w) for auroc in self._auroc]))
         if "patient_accuracy" in self.names or "patient_recognition_rate" in self.names:
             out["patient_accuracy"], out["patient_recognition_rate"] = self._patient_metrics(w)
         return {name: out[name] for name in self.names}
