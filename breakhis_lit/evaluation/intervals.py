@@ -2,14 +2,14 @@
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
 from breakhis_lit.evaluation.calibration_replicates import CalibrationReplicates
-from breakhis_lit.evaluation.rows import with_threshold
-from breakhis_lit.stats.bootstrap import Seed, bootstrap, bootstrap_distribution, intervals_from
-from breakhis_lit.stats.interval import Interval, Method, check_method
+from breakhis_lit.stats.bootstrap import Resampling, bootstrap
+from breakhis_lit.stats.interval import Interval
 from breakhis_lit.stats.predictions import Predictions
 from breakhis_lit.stats.replicates import ReplicateMetrics, Unit, metric_names
 
@@ -63,13 +63,10 @@ class EvaluationIntervals:
 def evaluation_intervals(
     pred: Predictions,
     *,
-    method: Method = "bca",
-    n_resamples: int = 2000,
-    seed: Seed = 0,
-    level: float = 0.95,
     threshold: float | None = None,
     calibrated: Predictions | None = None,
     image_metrics: Sequence[str] = ("accuracy",),
+    **options: Any,
 ) -> EvaluationIntervals:
     """Patient-bootstrap intervals of every metric of an evaluation, and the image-level ones for contrast.
 
@@ -79,13 +76,11 @@ def evaluation_intervals(
 
     Args:
         pred: The run's test predictions (decisions at its threshold).
-        method: ``"percentile"``, ``"expanded"`` or ``"bca"``.
-        n_resamples: Bootstrap replicates.
-        seed: Seed of the replicates (the same replicates for every metric).
-        level: Confidence level.
         threshold: A second binary threshold (chosen on validation) for :attr:`EvaluationIntervals.at_threshold`.
         calibrated: The predictions with temperature-scaled probabilities.
         image_metrics: Metrics of the image-level bootstrap.
+        options: ``n_resamples``, ``seed``, ``method`` (here ``"bca"`` by default), ``level`` of
+            :class:`~breakhis_lit.stats.Resampling`, the same for every bootstrap.
 
     Returns:
         The :class:`EvaluationIntervals`.
@@ -93,15 +88,13 @@ def evaluation_intervals(
     Raises:
         BreakHisError: On bad options or fewer than two groups.
     """
-    check_method(method, level, n_resamples)
+    options = {"method": "bca", **options}
+    resampling = Resampling(**options)
     start = time.perf_counter()
-    evaluate = EvaluationMetrics(pred, "group", calibrated)
-    distribution = bootstrap_distribution(evaluate, evaluate.n_units, n_resamples, seed, jackknife=method == "bca")
-    intervals = intervals_from(distribution, method, level, pred.n_groups, "group")
-    options = {"n_resamples": n_resamples, "seed": seed, "method": method, "level": level}
+    intervals = resampling.intervals(EvaluationMetrics(pred, "group", calibrated), pred.n_groups)[1]
     at_threshold: dict[str, Interval] = {}
     if threshold is not None and pred.binary:
         names = [name for name in metric_names(pred.class_names) if name not in THRESHOLD_FREE]
-        at_threshold = bootstrap(with_threshold(pred, threshold), "group", metrics=names, **options)
+        at_threshold = bootstrap(replace(pred, threshold=threshold), "group", metrics=names, **options)
     image = bootstrap(pred, "image", metrics=list(image_metrics), **options)
     return EvaluationIntervals(intervals, at_threshold, image, time.perf_counter() - start)

@@ -3,21 +3,20 @@
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
-from scipy.special import ndtr, ndtri
 from statsmodels.stats.contingency_tables import mcnemar
 
 from breakhis_lit.errors import BreakHisError
 from breakhis_lit.evaluation.union import UnionMean
-from breakhis_lit.stats.bootstrap import bootstrap_distribution, intervals_from
-from breakhis_lit.stats.delong import DeLong, delong_test
-from breakhis_lit.stats.interval import Method, check_method, finite_or_none
+from breakhis_lit.stats.bootstrap import Resampling
+from breakhis_lit.stats.delong import DeLong, delong_test, wald
 from breakhis_lit.stats.mcnemar import McNemar, mcnemar_test
 from breakhis_lit.stats.paired import (
     Difference,
     PairedDifferences,
-    bootstrap_p_value,
+    bootstrap_differences,
     check_comparable,
     paired_bootstrap,
 )
@@ -58,62 +57,28 @@ def _summed_mcnemar(tables: Sequence[McNemar], unit: str) -> McNemar:
 
 
 def _combined_delong(tests: Sequence[DeLong], level: float) -> DeLong:
-    k = len(tests)
-    difference = float(np.mean([t.difference for t in tests]))
-    se = math.sqrt(sum(t.standard_error**2 for t in tests)) / k
-    if se > 0:
-        z: float | None = difference / se
-        p = float(2 * ndtr(-abs(z)))
-    else:
-        z, p = (0.0, 1.0) if difference == 0 else (None, 0.0)
-    half = float(ndtri((1 + level) / 2)) * se
-    return DeLong(
-        auroc_a=float(np.mean([t.auroc_a for t in tests])),
-        auroc_b=float(np.mean([t.auroc_b for t in tests])),
-        difference=difference,
-        standard_error=se,
-        z=z,
-        p_value=p,
-        low=difference - half,
-        high=difference + half,
-        level=float(level),
+    se = math.sqrt(sum(t.standard_error**2 for t in tests)) / len(tests)
+    mean_a, mean_b, difference = (
+        float(np.mean([getattr(t, f) for t in tests])) for f in ("auroc_a", "auroc_b", "difference")
     )
+    return wald(mean_a, mean_b, difference, se, level)
 
 
 def _pooled_pairs(
-    pairs: Sequence[Pair], metrics: Sequence[str] | None, method: Method, n_resamples: int, seed: int, level: float
+    pairs: Sequence[Pair], metrics: Sequence[str] | None, resampling: Resampling
 ) -> tuple[dict[str, Difference], int]:
     """Differences averaged over several pairs, with a bootstrap over the union of their groups."""
     differences = [PairedDifferences(a, b, metrics) for a, b in pairs]
     groups = [a.group_names for a, _ in pairs]
     evaluate = UnionMean(list(zip(differences, groups, strict=True)))
-    distribution = bootstrap_distribution(evaluate, evaluate.n_units, n_resamples, seed, jackknife=method == "bca")
-    intervals = intervals_from(distribution, method, level, evaluate.n_units, "group")
-    estimate_a = UnionMean([(d.a, g) for d, g in zip(differences, groups, strict=True)]).estimate()
-    estimate_b = UnionMean([(d.b, g) for d, g in zip(differences, groups, strict=True)]).estimate()
-    found = {
-        name: Difference(
-            estimate_a=finite_or_none(estimate_a[name]),
-            estimate_b=finite_or_none(estimate_b[name]),
-            difference=intervals[name],
-            p_value=finite_or_none(bootstrap_p_value(distribution.replicates[name]))
-            if intervals[name].estimate is not None
-            else None,
-        )
-        for name in differences[0].names
-    }
+    estimates = tuple(
+        UnionMean([(getattr(d, m), g) for d, g in zip(differences, groups, strict=True)]).estimate() for m in "ab"
+    )
+    found = bootstrap_differences(evaluate, evaluate.n_units, estimates, resampling)
     return found, evaluate.n_units
 
 
-def compare_pairs(
-    pairs: Sequence[Pair],
-    *,
-    metrics: Sequence[str] | None = None,
-    method: Method = "bca",
-    n_resamples: int = 2000,
-    seed: int = 0,
-    level: float = 0.95,
-) -> PairedResult:
+def compare_pairs(pairs: Sequence[Pair], *, metrics: Sequence[str] | None = None, **options: Any) -> PairedResult:
     """Compare models a and b over pairs of runs, each pair scored on the same test images.
 
     One pair: :func:`~breakhis_lit.stats.paired_bootstrap`, :func:`~breakhis_lit.stats.mcnemar_test` (patients and
@@ -127,10 +92,8 @@ def compare_pairs(
     Args:
         pairs: ``(a, b)`` predictions of each pair of runs.
         metrics: Metrics of the bootstrap (default: all).
-        method: Interval method of the differences.
-        n_resamples: Bootstrap replicates.
-        seed: Seed of the replicates.
-        level: Confidence level.
+        options: ``n_resamples``, ``seed``, ``method`` (here ``"bca"`` by default), ``level`` (DeLong's too) of
+            :class:`~breakhis_lit.stats.Resampling`.
 
     Returns:
         The :class:`PairedResult`.
@@ -139,25 +102,24 @@ def compare_pairs(
         BreakHisError: On no pairs, or a pair whose runs differ in task, images, labels, groups or patients, or a
             class with fewer than two test patients.
     """
-    check_method(method, level, n_resamples)
+    options = {"method": "bca", **options}
+    resampling = Resampling(**options)
     if not pairs:
         raise BreakHisError("no pairs of runs to compare; pass runs scored on the same test images")
     aligned = [(a, check_comparable(a, b)) for a, b in pairs]
     binary = aligned[0][0].binary
     if len(aligned) == 1:
         a, b = aligned[0]
-        differences = paired_bootstrap(
-            a, b, n_resamples=n_resamples, seed=seed, method=method, level=level, metrics=metrics
-        )
+        differences = paired_bootstrap(a, b, metrics=metrics, **options)
         n_groups = a.n_groups
     else:
-        differences, n_groups = _pooled_pairs(aligned, metrics, method, n_resamples, seed, level)
+        differences, n_groups = _pooled_pairs(aligned, metrics, resampling)
     patient = [mcnemar_test(a, b, "patient") for a, b in aligned]
     image = [mcnemar_test(a, b, "image") for a, b in aligned]
     delong = None
     if binary:
-        tests = [delong_test(a, b, level) for a, b in aligned]
-        delong = tests[0] if len(tests) == 1 else _combined_delong(tests, level)
+        tests = [delong_test(a, b, resampling.level) for a, b in aligned]
+        delong = tests[0] if len(tests) == 1 else _combined_delong(tests, resampling.level)
     return PairedResult(
         differences=differences,
         mcnemar_patient=patient[0] if len(patient) == 1 else _summed_mcnemar(patient, "patient"),

@@ -2,12 +2,12 @@
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from breakhis_lit.evaluation.union import UnionMean
 from breakhis_lit.stats.across_runs import runs_bootstrap
-from breakhis_lit.stats.bootstrap import bootstrap_distribution, intervals_from
-from breakhis_lit.stats.interval import Interval, Method, check_method
+from breakhis_lit.stats.bootstrap import Resampling
+from breakhis_lit.stats.interval import Interval
 from breakhis_lit.stats.predictions import Predictions
 from breakhis_lit.stats.replicates import ReplicateMetrics
 
@@ -48,10 +48,7 @@ def row_intervals(
     split_hashes: Sequence[str],
     *,
     metrics: Sequence[str] | None = None,
-    method: Method = "bca",
-    n_resamples: int = 2000,
-    seed: int = 0,
-    level: float = 0.95,
+    **options: Any,
 ) -> RowIntervals:
     """Interval of every metric over a row's runs, covering patient sampling and run-to-run variation.
 
@@ -71,21 +68,18 @@ def row_intervals(
         runs: The row's runs' test predictions (with ``name`` naming each).
         split_hashes: Each run's split hash.
         metrics: Metric names (default: all).
-        method: Interval method.
-        n_resamples: Bootstrap replicates.
-        seed: Seed of the replicates.
-        level: Confidence level.
+        options: ``n_resamples``, ``seed``, ``method`` (here ``"bca"`` by default), ``level`` of
+            :class:`~breakhis_lit.stats.Resampling`.
 
     Returns:
         The :class:`RowIntervals`.
     """
-    check_method(method, level, n_resamples)
+    options = {"method": "bca", **options}
+    resampling = Resampling(**options)
     design = row_design(runs, split_hashes)
-    options = {"n_resamples": n_resamples, "seed": seed, "method": method, "level": level, "metrics": metrics}
     if design != "splits":
-        intervals = runs_bootstrap(runs, design, **options)
+        intervals = runs_bootstrap(runs, design, metrics=metrics, **options)
         return RowIntervals(design, intervals, next(iter(intervals.values())).n_groups)
     evaluate = UnionMean([(ReplicateMetrics(run, "group", metrics), run.group_names) for run in runs])
-    distribution = bootstrap_distribution(evaluate, evaluate.n_units, n_resamples, seed, jackknife=method == "bca")
-    intervals = intervals_from(distribution, method, level, evaluate.n_units, "group")
+    intervals = resampling.intervals(evaluate, evaluate.n_units)[1]
     return RowIntervals(design, intervals, evaluate.n_units)

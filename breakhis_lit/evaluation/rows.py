@@ -1,6 +1,7 @@
 """The statistics' :class:`~breakhis_lit.stats.Predictions` from the rows of an evaluation's ``predictions.csv``."""
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 
@@ -45,29 +46,6 @@ def predictions_from_rows(
     )
 
 
-def with_threshold(pred: Predictions, threshold: float) -> Predictions:
-    """The same predictions decided at another binary threshold."""
-    return Predictions(
-        pred.probs,
-        pred.labels,
-        pred.groups,
-        pred.patients,
-        class_names=pred.class_names,
-        threshold=threshold,
-        images=pred.images,
-        name=pred.name,
-    )
-
-
 def with_probs(pred: Predictions, probs: np.ndarray) -> Predictions:
     """The same images with other probabilities (e.g. temperature-scaled)."""
-    return Predictions(
-        probs,
-        pred.labels,
-        pred.groups,
-        pred.patients,
-        class_names=pred.class_names,
-        threshold=pred.threshold,
-        images=pred.images,
-        name=pred.name,
-    )
+    return replace(pred, probs=probs)

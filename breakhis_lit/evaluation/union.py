@@ -1,19 +1,11 @@
 """The mean of several runs' metrics for bootstrap weights over the union of their test sets' split groups."""
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
-Evaluate = Callable[[np.ndarray], dict[str, np.ndarray]]
-"""Maps weights ``[B, U]`` over a run's own groups (in its group-code order) to ``{metric: [B]}``."""
-
-
-def finite_mean(values: np.ndarray) -> np.ndarray:
-    """Mean over the first axis of the finite entries; NaN where none is."""
-    finite = np.isfinite(values)
-    count = finite.sum(axis=0)
-    total = np.where(finite, values, 0.0).sum(axis=0)
-    return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+from breakhis_lit.stats.bootstrap import Evaluate
+from breakhis_lit.stats.replicates import finite_mean
 
 
 class UnionMean:
@@ -25,7 +17,8 @@ class UnionMean:
     replicate draws is left out of that replicate's mean (an undefined metric likewise).
 
     Args:
-        parts: ``(evaluate, group names)`` per run: its evaluator and the names of its groups in code order.
+        parts: ``(evaluate, group names)`` per run: its evaluator (weights over its own groups in code order) and
+            the names of its groups in code order.
     """
 
     def __init__(self, parts: Sequence[tuple[Evaluate, Sequence[object]]]) -> None:
@@ -35,7 +28,6 @@ class UnionMean:
             for evaluate, groups in parts
         ]
         self.n_units = len(index)
-        self.group_names = list(index)
 
     def __call__(self, weights: np.ndarray) -> dict[str, np.ndarray]:
         """``{name: [B]}``: the mean over the runs of their metrics under the same weights."""

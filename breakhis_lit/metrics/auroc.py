@@ -1,7 +1,5 @@
 """Exact AUROC that is NaN, not a misleading 0, where ROC AUC is undefined (a class missing from the targets)."""
 
-from typing import Any
-
 import torch
 from torch import Tensor
 from torchmetrics.classification import BinaryAUROC, MulticlassAUROC
@@ -17,19 +15,12 @@ def _concatenated(state: list[Tensor] | Tensor) -> Tensor | None:
 
 
 class BinaryExactAUROC(BinaryAUROC):
-    """Exact binary AUROC (no threshold binning), equal to ``sklearn.metrics.roc_auc_score``.
+    """Exact binary AUROC (no threshold binning), equal to ``sklearn.metrics.roc_auc_score``; arguments as BinaryAUROC.
 
-    torchmetrics returns 0 (with a warning) when the targets hold a single class; scikit-learn raises. This metric
-    returns NaN then. Inputs of ``update(preds, target)``: positive-class probabilities ``[N]``, 0/1 targets ``[N]``.
+    NaN when the targets hold a single class (torchmetrics returns 0 with a warning, scikit-learn raises).
 
-    Args:
-        ignore_index: Target value whose samples are ignored.
-        validate_args: Check the arguments and input tensors.
-        kwargs: Passed on to ``torchmetrics.Metric``.
+    Inputs of ``update(preds, target)``: positive-class probabilities ``[N]``, 0/1 targets ``[N]``.
     """
-
-    def __init__(self, ignore_index: int | None = None, validate_args: bool = True, **kwargs: Any) -> None:
-        super().__init__(thresholds=None, ignore_index=ignore_index, validate_args=validate_args, **kwargs)
 
     def compute(self) -> Tensor:
         """Area under the ROC curve of everything seen since the last reset, or NaN if it is undefined."""
@@ -48,26 +39,9 @@ class MulticlassExactAUROC(MulticlassAUROC):
     Equal to ``sklearn.metrics.roc_auc_score(multi_class="ovr", average="macro")`` when every class occurs in the
     targets. A class missing from the targets (possible in a small patient-level split) has no ROC curve: it is left
     out of the mean (scikit-learn raises, torchmetrics counts it as 0). NaN when no class qualifies.
-    Inputs of ``update(preds, target)``: probabilities ``[N, C]`` and class-index targets ``[N]``.
-
-    Args:
-        num_classes: Number of classes ``C``.
-        ignore_index: Target value whose samples are ignored.
-        validate_args: Check the arguments and input tensors.
-        kwargs: Passed on to ``torchmetrics.Metric``.
+    Inputs of ``update(preds, target)``: probabilities ``[N, C]`` and class-index targets ``[N]``. Arguments as
+    ``MulticlassAUROC`` (exact and macro by default).
     """
-
-    def __init__(
-        self, num_classes: int, ignore_index: int | None = None, validate_args: bool = True, **kwargs: Any
-    ) -> None:
-        super().__init__(
-            num_classes=num_classes,
-            average="macro",
-            thresholds=None,
-            ignore_index=ignore_index,
-            validate_args=validate_args,
-            **kwargs,
-        )
 
     def compute(self) -> Tensor:
         """Macro one-vs-rest AUROC of everything seen since the last reset, or NaN if it is undefined."""

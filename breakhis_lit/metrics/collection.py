@@ -33,6 +33,12 @@ _CONFUSION = "confusion_matrix"  # internal matrix metric, returned by confusion
 _PROB_SUM_TOLERANCE = 1e-3
 
 
+def scalar_names(class_names: Sequence[str]) -> list[str]:
+    """The keys of :meth:`ClassificationMetrics.compute`, in order, without the prefix."""
+    names = ["accuracy", "balanced_accuracy", "precision", "recall", "specificity"]
+    return [*names, *(f"f1_{name}" for name in class_names), "f1_macro", "gmean", "iba", "auroc"]
+
+
 class ClassificationMetrics(nn.Module):
     """The scalar metrics of one stage (train/val/test) plus its confusion matrix, DDP-synchronised.
 
@@ -141,9 +147,7 @@ class ClassificationMetrics(nn.Module):
 
     def names(self) -> list[str]:
         """The keys ``compute()`` returns, in order, without the prefix."""
-        names = ["accuracy", "balanced_accuracy", "precision", "recall", "specificity"]
-        names += [f"f1_{name}" for name in self.class_names]
-        return [*names, "f1_macro", "gmean", "iba", "auroc"]
+        return scalar_names(self.class_names)
 
     def keys(self) -> list[str]:
         """The keys ``compute()`` returns, in order, with the prefix."""

@@ -9,8 +9,6 @@
 Both return int64 counts, rows the true class, columns the predicted one, and are sum-reduced under DDP.
 """
 
-from typing import Any
-
 import torch
 from torch import Tensor
 from torchmetrics.classification import MulticlassConfusionMatrix
@@ -22,12 +20,9 @@ from torchmetrics.functional.classification.confusion_matrix import (
 from breakhis_lit.metrics.stat_scores import BinaryCountMetric, confusion_counts
 
 
+# Not BinaryConfusionMatrix: that keeps a state of its own, outside the binary counts' compute group.
 class BinaryConfusionCounts(BinaryCountMetric):
-    """Binary confusion matrix ``[[TN, FP], [FN, TP]]`` (int64), equal to ``BinaryConfusionMatrix``.
-
-    Inputs of ``update(preds, target)``: probabilities of the positive class ``[N]`` (predicted positive when
-    ``> threshold``) or hard 0/1 predictions, and 0/1 targets ``[N]``.
-    """
+    """Binary confusion matrix ``[[TN, FP], [FN, TP]]`` (int64), equal to ``BinaryConfusionMatrix``."""
 
     higher_is_better: bool | None = None
 
@@ -38,25 +33,14 @@ class BinaryConfusionCounts(BinaryCountMetric):
 
 
 class MulticlassConfusionCounts(MulticlassConfusionMatrix):
-    """Multiclass confusion matrix ``[C, C]`` (int64), equal to ``MulticlassConfusionMatrix``.
+    """Multiclass confusion matrix ``[C, C]`` (int64), equal to ``MulticlassConfusionMatrix``, same arguments.
 
     Inputs of ``update(preds, target)``: probabilities ``[N, C]`` (the arg-max, first class on ties, is the
     prediction) or class indices ``[N]``, and class-index targets ``[N]``.
-
-    Args:
-        num_classes: Number of classes ``C``.
-        ignore_index: Target value whose samples are ignored.
-        validate_args: Check the arguments and input tensors (costs a device sync per update).
-        kwargs: Passed on to ``torchmetrics.Metric``.
     """
 
-    def __init__(
-        self, num_classes: int, ignore_index: int | None = None, validate_args: bool = True, **kwargs: Any
-    ) -> None:
-        super().__init__(num_classes, ignore_index=ignore_index, validate_args=validate_args, **kwargs)
-
     def update(self, preds: Tensor, target: Tensor) -> None:
-        """Accumulate a batch."""
+        """Accumulate a batch (torchmetrics' own update counts with torch.bincount, a host read on CUDA)."""
         if self.validate_args:
             _multiclass_confusion_matrix_tensor_validation(preds, target, self.num_classes, self.ignore_index)
         preds, target = _multiclass_confusion_matrix_format(preds, target, ignore_index=None)

@@ -89,74 +89,63 @@ def binary_sensitivity_specificity(counts: ClassCounts) -> tuple[Tensor, Tensor]
     return sensitivity, specificity
 
 
-def index_balanced_accuracy(
-    score: Tensor, sensitivity: Tensor, specificity: Tensor, alpha: float = 0.1, squared: bool = True
-) -> Tensor:
-    r"""imbalanced-learn's IBA correction of a score.
-
-    .. math:: \text{IBA}_\alpha = (1 + \alpha\,(\text{sens} - \text{spec})) \cdot \text{score}^{2 \text{ if squared}}
-    """
-    if squared:
-        score = score**2
-    return (1.0 + alpha * (sensitivity - specificity)) * score
-
-
-def _check_common(correction: float, alpha: float = 0.1) -> None:
+def _check(correction: float, alpha: float = 0.1) -> None:
     if not correction >= 0:
         raise ValueError(f"correction must be >= 0, got {correction}")
     if not isinstance(alpha, (int, float)):
         raise ValueError(f"alpha must be a number, got {alpha!r}")
 
 
-class BinaryGMean(BinaryCountMetric):
+# imbalanced-learn's G-mean and IBA have no torchmetrics counterpart; these only add a compute to the counts.
+class _GMeanIBA:
+    """Mixin: the G-mean (``alpha`` None) or its IBA ``(1 + alpha * dominance) * gmean**(2 if squared else 1)``."""
+
+    average: BinaryAverage = "multiclass"
+    correction: float = 0.0
+    alpha: float | None = None
+    squared: bool = True
+
+    def _settings(self, correction: float, alpha: float | None = None, squared: bool = True) -> None:
+        _check(correction, 0.1 if alpha is None else alpha)
+        self.correction, self.squared = float(correction), bool(squared)
+        self.alpha = None if alpha is None else float(alpha)
+
+    def compute(self) -> Tensor:
+        """G-mean or IBA of everything seen since the last reset (a float32 scalar)."""
+        counts = self.class_counts()  # type: ignore[attr-defined]
+        if self.average == "binary":
+            sensitivity, specificity = binary_sensitivity_specificity(counts)
+            score = torch.sqrt(sensitivity * specificity)
+        else:
+            sensitivity, specificity = macro_sensitivity_specificity(counts)
+            score = geometric_mean_from_counts(counts, self.correction)
+        if self.alpha is not None:
+            score = (1.0 + self.alpha * (sensitivity - specificity)) * (score**2 if self.squared else score)
+        return score.float()
+
+
+class BinaryGMean(_GMeanIBA, BinaryCountMetric):
     r"""G-mean of a binary classifier, as ``imblearn.metrics.geometric_mean_score``.
 
-    With the default ``average="multiclass"`` (imbalanced-learn's default):
-
-    .. math:: \text{G-mean} = \Big(\prod_{c \in P} \frac{TP_c}{TP_c + FN_c}\Big)^{1/|P|}
-        = \sqrt{\text{TPR} \cdot \text{TNR}} \text{ when both classes are present}
-
-    over the present classes ``P`` (targets or predictions), a zero recall being replaced by ``correction``.
-    With ``average="binary"`` it is ``sqrt(TPR * TNR)`` of class 1, as ``geometric_mean_score(average="binary")``
-    (0 when class 1 is absent from both targets and predictions; ``correction`` is ignored).
-
-    Inputs of ``update(preds, target)``: probabilities of the positive class ``[N]`` (predicted positive when
-    ``> threshold``) or hard 0/1 predictions, and 0/1 targets ``[N]``.
+    With the default ``average="multiclass"`` (imbalanced-learn's default) it is :func:`geometric_mean_from_counts`,
+    ``sqrt(TPR * TNR)`` when both classes are present; with ``average="binary"`` it is ``sqrt(TPR * TNR)`` of class 1
+    (0 when class 1 is absent from both targets and predictions; ``correction`` is ignored). Inputs and other
+    arguments as :class:`~breakhis_lit.metrics.stat_scores.BinaryCountMetric`.
 
     Args:
         threshold: Probability above which a sample is predicted positive.
         average: ``"multiclass"`` (imbalanced-learn's default) or ``"binary"``.
         correction: Value substituted for a recall of 0 (``average="multiclass"`` only).
-        ignore_index: Target value whose samples are ignored.
-        validate_args: Check the arguments and input tensors (costs a device sync per update).
-        kwargs: Passed on to ``torchmetrics.Metric``.
     """
 
     def __init__(
-        self,
-        threshold: float = 0.5,
-        average: BinaryAverage = "multiclass",
-        correction: float = 0.0,
-        ignore_index: int | None = None,
-        validate_args: bool = True,
-        **kwargs: Any,
+        self, threshold: float = 0.5, average: BinaryAverage = "multiclass", correction: float = 0.0, **kwargs: Any
     ) -> None:
-        super().__init__(threshold=threshold, ignore_index=ignore_index, validate_args=validate_args, **kwargs)
+        super().__init__(threshold=threshold, **kwargs)
         if average not in ("multiclass", "binary"):
             raise ValueError(f"average must be 'multiclass' or 'binary', got {average!r}")
-        _check_common(correction)
         self.average = average
-        self.correction = float(correction)
-
-    def _gmean(self, counts: ClassCounts) -> Tensor:
-        if self.average == "binary":
-            sensitivity, specificity = binary_sensitivity_specificity(counts)
-            return torch.sqrt(sensitivity * specificity)
-        return geometric_mean_from_counts(counts, self.correction)
-
-    def compute(self) -> Tensor:
-        """G-mean of everything seen since the last reset (a float32 scalar)."""
-        return self._gmean(self.class_counts()).float()
+        self._settings(correction)
 
 
 class BinaryIBA(BinaryGMean):
@@ -164,21 +153,11 @@ class BinaryIBA(BinaryGMean):
 
     .. math:: \text{IBA}_\alpha = (1 + \alpha \cdot \text{Dom}) \cdot \text{G-mean}^2
 
-    With the default ``average="multiclass"`` (imbalanced-learn's default call) ``Dom`` is the macro sensitivity
-    minus the macro specificity over the present classes, which is 0 whenever both classes are present, so the
-    IBA equals ``G-mean**2`` (and ``1 + alpha`` when a single class is present and predicted perfectly). With
-    ``average="binary"`` (García et al.'s definition, ``geometric_mean_score(..., average="binary")``),
-    ``Dom = TPR - TNR`` of class 1 and ``G-mean = sqrt(TPR * TNR)``.
-
-    Args:
-        threshold: Probability above which a sample is predicted positive.
-        average: ``"multiclass"`` (imbalanced-learn's default) or ``"binary"``.
-        alpha: Weight of the dominance.
-        squared: Square the G-mean before weighting it.
-        correction: Value substituted for a recall of 0 in the G-mean (``average="multiclass"`` only).
-        ignore_index: Target value whose samples are ignored.
-        validate_args: Check the arguments and input tensors (costs a device sync per update).
-        kwargs: Passed on to ``torchmetrics.Metric``.
+    With the default ``average="multiclass"`` ``Dom`` is the macro sensitivity minus the macro specificity over the
+    present classes, 0 whenever both classes are present, so the IBA equals ``G-mean**2`` (``1 + alpha`` when a
+    single class is present and predicted perfectly). With ``average="binary"`` (García et al.),
+    ``Dom = TPR - TNR`` of class 1 and ``G-mean = sqrt(TPR * TNR)``. Arguments as :class:`BinaryGMean`, and
+    ``alpha`` (weight of the dominance) and ``squared`` (square the G-mean before weighting it).
     """
 
     plot_upper_bound: float = 1.1
@@ -190,117 +169,37 @@ class BinaryIBA(BinaryGMean):
         alpha: float = 0.1,
         squared: bool = True,
         correction: float = 0.0,
-        ignore_index: int | None = None,
-        validate_args: bool = True,
         **kwargs: Any,
     ) -> None:
-        super().__init__(
-            threshold=threshold,
-            average=average,
-            correction=correction,
-            ignore_index=ignore_index,
-            validate_args=validate_args,
-            **kwargs,
-        )
-        _check_common(correction, alpha)
-        self.alpha = float(alpha)
-        self.squared = bool(squared)
-
-    def compute(self) -> Tensor:
-        """IBA of everything seen since the last reset (a float32 scalar)."""
-        counts = self.class_counts()
-        if self.average == "binary":
-            sensitivity, specificity = binary_sensitivity_specificity(counts)
-        else:
-            sensitivity, specificity = macro_sensitivity_specificity(counts)
-        score = self._gmean(counts)
-        return index_balanced_accuracy(score, sensitivity, specificity, self.alpha, self.squared).float()
+        super().__init__(threshold, average, correction, **kwargs)
+        self._settings(correction, alpha, squared)
 
 
-class MulticlassGMean(MulticlassCountMetric):
+class MulticlassGMean(_GMeanIBA, MulticlassCountMetric):
     r"""G-mean of a multiclass classifier, as ``imblearn.metrics.geometric_mean_score`` (``average="multiclass"``).
 
-    .. math:: \text{G-mean} = \Big(\prod_{c \in P} r_c\Big)^{1/|P|}, \quad
-        r_c = \frac{TP_c}{TP_c + FN_c} \text{ (or correction if that is 0)}, \quad
-        P = \{c : TP_c + FP_c + FN_c > 0\}
-
-    A class that is predicted but absent from the targets has recall 0, so it makes the G-mean 0 (or brings in
-    ``correction``); a class absent from both targets and predictions is left out.
-
-    Inputs of ``update(preds, target)``: probabilities ``[N, C]`` (the arg-max is the prediction) or class indices
-    ``[N]``, and class-index targets ``[N]``.
-
-    Args:
-        num_classes: Number of classes ``C``.
-        correction: Value substituted for a recall of 0.
-        ignore_index: Target value whose samples are ignored.
-        validate_args: Check the arguments and input tensors (costs a device sync per update).
-        kwargs: Passed on to ``torchmetrics.Metric``.
+    See :func:`geometric_mean_from_counts`: a class predicted but absent from the targets has recall 0, so it makes
+    the G-mean 0 (or brings in ``correction``); a class absent from both targets and predictions is left out.
+    Inputs and other arguments as :class:`~breakhis_lit.metrics.stat_scores.MulticlassCountMetric`.
     """
 
-    def __init__(
-        self,
-        num_classes: int,
-        correction: float = 0.0,
-        ignore_index: int | None = None,
-        validate_args: bool = True,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(num_classes=num_classes, ignore_index=ignore_index, validate_args=validate_args, **kwargs)
-        _check_common(correction)
-        self.correction = float(correction)
-
-    def compute(self) -> Tensor:
-        """G-mean of everything seen since the last reset (a float32 scalar)."""
-        return geometric_mean_from_counts(self.class_counts(), self.correction).float()
+    def __init__(self, num_classes: int, correction: float = 0.0, **kwargs: Any) -> None:
+        super().__init__(num_classes=num_classes, **kwargs)
+        self._settings(correction)
 
 
 class MulticlassIBA(MulticlassGMean):
     r"""Index balanced accuracy of the G-mean: ``make_index_balanced_accuracy(alpha, squared)(geometric_mean_score)``.
 
-    .. math:: \text{IBA}_\alpha = (1 + \alpha\,(\overline{\text{sens}} - \overline{\text{spec}}))
-        \cdot \text{G-mean}^2
-
-    where the G-mean is :class:`MulticlassGMean`'s and the dominance uses the macro sensitivity
-    ``mean_c TP_c / (TP_c + FN_c)`` and macro specificity ``mean_c TN_c / (TN_c + FP_c)`` over the present classes
-    (imbalanced-learn turns ``average="multiclass"`` into ``"macro"`` there; ``correction`` only enters the G-mean).
-
-    Args:
-        num_classes: Number of classes ``C``.
-        alpha: Weight of the dominance.
-        squared: Square the G-mean before weighting it.
-        correction: Value substituted for a recall of 0 in the G-mean.
-        ignore_index: Target value whose samples are ignored.
-        validate_args: Check the arguments and input tensors (costs a device sync per update).
-        kwargs: Passed on to ``torchmetrics.Metric``.
+    The G-mean is :class:`MulticlassGMean`'s; the dominance is the macro sensitivity minus the macro specificity
+    over the present classes (imbalanced-learn turns ``average="multiclass"`` into ``"macro"`` there).
+    Arguments as :class:`MulticlassGMean`, and ``alpha`` and ``squared`` as :class:`BinaryIBA`.
     """
 
     plot_upper_bound: float = 1.1
 
     def __init__(
-        self,
-        num_classes: int,
-        alpha: float = 0.1,
-        squared: bool = True,
-        correction: float = 0.0,
-        ignore_index: int | None = None,
-        validate_args: bool = True,
-        **kwargs: Any,
+        self, num_classes: int, alpha: float = 0.1, squared: bool = True, correction: float = 0.0, **kwargs: Any
     ) -> None:
-        super().__init__(
-            num_classes=num_classes,
-            correction=correction,
-            ignore_index=ignore_index,
-            validate_args=validate_args,
-            **kwargs,
-        )
-        _check_common(correction, alpha)
-        self.alpha = float(alpha)
-        self.squared = bool(squared)
-
-    def compute(self) -> Tensor:
-        """IBA of everything seen since the last reset (a float32 scalar)."""
-        counts = self.class_counts()
-        sensitivity, specificity = macro_sensitivity_specificity(counts)
-        score = geometric_mean_from_counts(counts, self.correction)
-        return index_balanced_accuracy(score, sensitivity, specificity, self.alpha, self.squared).float()
+        super().__init__(num_classes, correction, **kwargs)
+        self._settings(correction, alpha, squared)

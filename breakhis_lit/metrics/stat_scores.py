@@ -11,7 +11,8 @@ predictions (``tp + fp + fn > 0``); torchmetrics' macro averages use the same se
 Multiclass counts come from :func:`confusion_counts`, which never makes the host wait for the device.
 """
 
-from typing import Any, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -99,93 +100,47 @@ def macro_f1_from_counts(counts: ClassCounts) -> Tensor:
     return masked_mean(f1_per_class_from_counts(counts), counts.present)
 
 
-class BinaryCountMetric(BinaryStatScores):
-    """Base class: binary stat scores whose ``compute`` works on per-class counts ``[negative, positive]``.
-
-    Inputs of ``update(preds, target)``: ``preds`` are probabilities of the positive class (thresholded with
-    ``preds > threshold``, like every torchmetrics binary metric) or hard 0/1 predictions, shape ``[N]``; ``target``
-    holds 0/1 labels, shape ``[N]``.
-
-    Args:
-        threshold: Probability above which a sample is predicted positive.
-        ignore_index: Target value whose samples are ignored.
-        validate_args: Check the arguments and input tensors (costs a device sync per update).
-        kwargs: Passed on to ``torchmetrics.Metric``.
-    """
+class _CountScores:
+    """Mixin: a stat-score metric whose ``compute`` is ``score`` of its per-class counts, as a float32 tensor."""
 
     is_differentiable: bool = False
     higher_is_better: bool | None = True
     full_state_update: bool = False
     plot_lower_bound: float = 0.0
     plot_upper_bound: float = 1.0
+    score: Callable[[ClassCounts], Tensor]
 
-    def __init__(
-        self,
-        threshold: float = 0.5,
-        ignore_index: int | None = None,
-        validate_args: bool = True,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(
-            threshold=threshold,
-            multidim_average="global",
-            ignore_index=ignore_index,
-            validate_args=validate_args,
-            **kwargs,
-        )
+    def compute(self) -> Tensor:
+        """The score of everything seen since the last reset."""
+        return self.score(self.class_counts()).float()  # type: ignore[attr-defined]
+
+
+class BinaryCountMetric(_CountScores, BinaryStatScores):
+    """Binary stat scores (torchmetrics' update) whose ``compute`` works on per-class counts ``[negative, positive]``.
+
+    Inputs of ``update(preds, target)``: probabilities of the positive class ``[N]`` (predicted positive when
+    ``> threshold``, like every torchmetrics binary metric) or hard 0/1 predictions, and 0/1 targets ``[N]``.
+    Arguments as ``BinaryStatScores`` (``validate_args`` costs a device sync per update).
+    """
 
     def class_counts(self) -> ClassCounts:
         """Per-class one-vs-rest counts; index 0 is the negative class, index 1 the positive one."""
-        tp, fp, tn, fn = (state.sum() for state in self._final_state())
-        dtype = compute_dtype(tp.device)
-        tp, fp, tn, fn = (value.to(dtype) for value in (tp, fp, tn, fn))
+        tp, fp, tn, fn = (state.sum().to(compute_dtype(state.device)) for state in self._final_state())
         # For the negative class the roles swap: its TP are our TN, its FP our FN, and so on.
-        return ClassCounts(
-            tp=torch.stack([tn, tp]),
-            fp=torch.stack([fn, fp]),
-            tn=torch.stack([tp, tn]),
-            fn=torch.stack([fp, fn]),
-        )
+        return ClassCounts(*(torch.stack(pair) for pair in ((tn, tp), (fn, fp), (tp, tn), (fp, fn))))
 
 
-class MulticlassCountMetric(MulticlassStatScores):
-    """Base class: multiclass stat scores (top-1, per-class states) whose ``compute`` works on per-class counts.
+class MulticlassCountMetric(_CountScores, MulticlassStatScores):
+    """Multiclass stat scores (top-1, per-class states) whose ``compute`` works on per-class counts.
 
-    Inputs of ``update(preds, target)``: ``preds`` are probabilities ``[N, C]`` (the arg-max is the prediction) or
-    class indices ``[N]``; ``target`` holds class indices ``[N]``.
-
-    Args:
-        num_classes: Number of classes ``C``.
-        ignore_index: Target value whose samples are ignored.
-        validate_args: Check the arguments and input tensors (costs a device sync per update).
-        kwargs: Passed on to ``torchmetrics.Metric``.
+    Inputs of ``update(preds, target)``: probabilities ``[N, C]`` (the arg-max is the prediction) or class indices
+    ``[N]``, and class-index targets ``[N]``. Arguments as ``MulticlassStatScores`` with its defaults (top-1,
+    ``average="macro"``, which keeps one count per class); ``validate_args`` costs a device sync per update.
     """
 
-    is_differentiable: bool = False
-    higher_is_better: bool | None = True
-    full_state_update: bool = False
-    plot_lower_bound: float = 0.0
-    plot_upper_bound: float = 1.0
-
-    def __init__(
-        self,
-        num_classes: int,
-        ignore_index: int | None = None,
-        validate_args: bool = True,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(
-            num_classes=num_classes,
-            top_k=1,
-            average="macro",  # keeps one count per class; the reduction happens in compute
-            multidim_average="global",
-            ignore_index=ignore_index,
-            validate_args=validate_args,
-            **kwargs,
-        )
-
     def update(self, preds: Tensor, target: Tensor) -> None:
-        """Accumulate the per-class counts of a batch (as torchmetrics, from :func:`confusion_counts`)."""
+        """Accumulate the per-class counts of a batch, from :func:`confusion_counts`."""
+        # torchmetrics' own update counts with torch.bincount, which reads the input's range back to the host.
         if self.validate_args:
             _multiclass_stat_scores_tensor_validation(
                 preds, target, self.num_classes, self.multidim_average, self.ignore_index
@@ -199,60 +154,30 @@ class MulticlassCountMetric(MulticlassStatScores):
 
     def class_counts(self) -> ClassCounts:
         """Per-class one-vs-rest counts, each of shape ``[C]``."""
-        tp, fp, tn, fn = self._final_state()
-        dtype = compute_dtype(tp.device)
-        return ClassCounts(tp=tp.to(dtype), fp=fp.to(dtype), tn=tn.to(dtype), fn=fn.to(dtype))
+        return ClassCounts(*(state.to(compute_dtype(state.device)) for state in self._final_state()))
 
 
+# torchmetrics has no balanced accuracy; MulticlassRecall(average="macro") also averages classes only predicted.
 class BinaryBalancedAccuracy(BinaryCountMetric):
-    r"""Balanced accuracy for binary tasks, ``(TPR + TNR) / 2``, exactly as ``balanced_accuracy_score``.
+    """Balanced accuracy for binary tasks (:func:`balanced_accuracy_from_counts`); with one target class, its recall."""
 
-    .. math:: \text{BA} = \frac{1}{|K|} \sum_{c \in K} \frac{TP_c}{TP_c + FN_c},
-        \qquad K = \{c : TP_c + FN_c > 0\}
-
-    When the targets hold a single class, it is that class's recall.
-    """
-
-    def compute(self) -> Tensor:
-        """Balanced accuracy of everything seen since the last reset."""
-        return balanced_accuracy_from_counts(self.class_counts()).float()
+    score = staticmethod(balanced_accuracy_from_counts)
 
 
 class MulticlassBalancedAccuracy(MulticlassCountMetric):
-    r"""Balanced accuracy (mean recall over classes present in the targets), exactly as ``balanced_accuracy_score``.
+    """Balanced accuracy (:func:`balanced_accuracy_from_counts`): leaves out classes only predicted, not in targets."""
 
-    .. math:: \text{BA} = \frac{1}{|K|} \sum_{c \in K} \frac{TP_c}{TP_c + FN_c},
-        \qquad K = \{c : TP_c + FN_c > 0\}
-
-    Unlike ``MulticlassRecall(average="macro")``, a class that is predicted but absent from the targets is left out
-    instead of counting as recall 0.
-    """
-
-    def compute(self) -> Tensor:
-        """Balanced accuracy of everything seen since the last reset."""
-        return balanced_accuracy_from_counts(self.class_counts()).float()
+    score = staticmethod(balanced_accuracy_from_counts)
 
 
+# BinaryF1Score gives class 1's F1 only; these keep the binary counts' compute group (binary [N] inputs).
 class BinaryF1PerClass(BinaryCountMetric):
-    r"""F1 with each class as the positive one: ``[F1_negative, F1_positive]``, shape ``[2]``.
+    """F1 with each class as the positive one, ``[F1_negative, F1_positive]``; ``F1_positive`` is ``BinaryF1Score``."""
 
-    .. math:: F1_c = \frac{2\,TP_c}{2\,TP_c + FP_c + FN_c}
-
-    ``F1_positive`` equals ``BinaryF1Score``; ``F1_negative = 2TN / (2TN + FN + FP)``; 0 where undefined.
-    """
-
-    def compute(self) -> Tensor:
-        """Both per-class F1 scores of everything seen since the last reset."""
-        return f1_per_class_from_counts(self.class_counts()).float()
+    score = staticmethod(f1_per_class_from_counts)
 
 
 class BinaryMacroF1(BinaryCountMetric):
-    r"""Macro F1 for binary tasks, exactly as ``f1_score(average="macro")``.
+    """Macro F1 for binary tasks, exactly as ``f1_score(average="macro")`` (see :func:`macro_f1_from_counts`)."""
 
-    .. math:: F1_\text{macro} = \frac{1}{|P|} \sum_{c \in P} \frac{2\,TP_c}{2\,TP_c + FP_c + FN_c},
-        \qquad P = \{c : TP_c + FP_c + FN_c > 0\}
-    """
-
-    def compute(self) -> Tensor:
-        """Macro F1 of everything seen since the last reset."""
-        return macro_f1_from_counts(self.class_counts()).float()
+    score = staticmethod(macro_f1_from_counts)

@@ -2,9 +2,8 @@
 
 from breakhis_lit.stats.across_runs import pool_folds, runs_bootstrap
 from breakhis_lit.stats.bootstrap import (
-    BootstrapDistribution,
+    Resampling,
     bootstrap,
-    bootstrap_distribution,
     image_bootstrap,
     patient_bootstrap,
     resample_weights,
@@ -27,7 +26,6 @@ from breakhis_lit.stats.predictions import Predictions
 from breakhis_lit.stats.replicates import ReplicateMetrics, metric_names
 
 __all__ = [
-    "BootstrapDistribution",
     "DeLong",
     "Difference",
     "Holm",
@@ -36,9 +34,9 @@ __all__ = [
     "Predictions",
     "ReliabilityBins",
     "ReplicateMetrics",
+    "Resampling",
     "ThresholdChoice",
     "bootstrap",
-    "bootstrap_distribution",
     "bootstrap_p_value",
     "brier_score",
     "choose_threshold",

@@ -1,13 +1,13 @@
 """Patient-bootstrap intervals over several runs of one model: seeds on one split, or folds with disjoint test sets."""
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
 from breakhis_lit.errors import BreakHisError
-from breakhis_lit.stats.bootstrap import Seed, bootstrap, bootstrap_distribution, intervals_from
-from breakhis_lit.stats.interval import Interval, Method, check_method
+from breakhis_lit.stats.bootstrap import Resampling, bootstrap
+from breakhis_lit.stats.interval import Interval
 from breakhis_lit.stats.predictions import Predictions, aligned
 from breakhis_lit.stats.replicates import ReplicateMetrics
 
@@ -74,14 +74,7 @@ class SeedAveragedMetrics:
 
 
 def runs_bootstrap(
-    runs: Sequence[Predictions],
-    design: Design,
-    *,
-    n_resamples: int = 2000,
-    seed: Seed = 0,
-    method: Method = "percentile",
-    level: float = 0.95,
-    metrics: Sequence[str] | None = None,
+    runs: Sequence[Predictions], design: Design, *, metrics: Sequence[str] | None = None, **options: Any
 ) -> dict[str, Interval]:
     """Bootstrap interval of every metric over several runs of one model, resampling patients (split groups).
 
@@ -101,11 +94,8 @@ def runs_bootstrap(
     Args:
         runs: The runs' test predictions (one :class:`Predictions` each, ``name`` naming the run).
         design: ``"seeds"`` or ``"folds"``.
-        n_resamples: Number of bootstrap replicates.
-        seed: Seed or ``numpy.random.Generator``.
-        method: ``"percentile"``, ``"expanded"`` or ``"bca"`` (jackknife over the groups).
-        level: Confidence level.
         metrics: Metric names to compute (default: all).
+        options: ``n_resamples``, ``seed``, ``method``, ``level`` of :class:`~breakhis_lit.stats.Resampling`.
 
     Returns:
         ``{metric: Interval}`` (``n_groups`` counts the distinct groups: shared by the seeds, pooled over folds).
@@ -114,17 +104,14 @@ def runs_bootstrap(
         BreakHisError: On no runs, an unknown design, seeds that saw different images, classes, labels, groups or
             patients, or folds whose test sets overlap.
     """
-    check_method(method, level, n_resamples)
+    resampling = Resampling(**options)
     if not runs:
         raise BreakHisError("runs: no runs given; pass the predictions of at least one run")
     if design == "folds":
-        return bootstrap(
-            pool_folds(runs), "group", n_resamples=n_resamples, seed=seed, method=method, level=level, metrics=metrics
-        )
+        return bootstrap(pool_folds(runs), "group", metrics=metrics, **options)
     if design != "seeds":
         raise BreakHisError(f"design: unknown {design!r}; use 'seeds' (one split) or 'folds' (disjoint test sets)")
     first = runs[0]
     seeds = [first, *(aligned(first, run) for run in runs[1:])]
     evaluate = SeedAveragedMetrics(seeds, metrics)
-    distribution = bootstrap_distribution(evaluate, evaluate.n_units, n_resamples, seed, jackknife=method == "bca")
-    return intervals_from(distribution, method, level, first.n_groups, "group")
+    return resampling.intervals(evaluate, first.n_groups)[1]

@@ -2,7 +2,7 @@
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -58,76 +58,68 @@ def _jackknife(evaluate: Evaluate, n_units: int) -> dict[str, np.ndarray]:
     return {name: np.concatenate([block[name] for block in blocks]) for name in blocks[0]}
 
 
-@dataclass(frozen=True)
-class BootstrapDistribution:
-    """Full-sample values, bootstrap replicates and (for BCa) jackknife values of several metrics.
+class Evaluator(Protocol):
+    """Maps weights ``[B, U]`` over its ``n_units`` units to ``{metric: [B]}`` (e.g. a :class:`ReplicateMetrics`)."""
 
-    Attributes:
-        estimates: ``{name: value}`` on the full sample.
-        replicates: ``{name: [B]}``, NaN where undefined.
-        jackknife: ``{name: [U]}`` leave-one-unit-out values, or None.
-        n_units: Number of resampled units ``U``.
-    """
-
-    estimates: dict[str, float]
-    replicates: dict[str, np.ndarray]
-    jackknife: dict[str, np.ndarray] | None
     n_units: int
 
+    def __call__(self, weights: np.ndarray) -> dict[str, np.ndarray]:
+        """``{metric: [B]}`` for weights ``[B, U]``."""
 
-def bootstrap_distribution(
-    evaluate: Evaluate, n_units: int, n_resamples: int = 2000, seed: Seed = 0, jackknife: bool = False
-) -> BootstrapDistribution:
-    """Evaluate metrics on the full sample, on ``n_resamples`` bootstrap replicates and optionally the jackknife.
 
-    Args:
-        evaluate: Maps unit weights ``[B, U]`` to ``{name: [B]}`` (e.g. a :class:`ReplicateMetrics`).
-        n_units: Number of resampling units ``U``.
-        n_resamples: Number of replicates.
-        seed: Seed or generator of the replicates.
-        jackknife: Also evaluate the ``U`` leave-one-unit-out samples.
+@dataclass(frozen=True)
+class Resampling:
+    """The options of every bootstrap of the package (its functions take them as keyword arguments), checked.
 
-    Returns:
-        The :class:`BootstrapDistribution`.
+    Attributes:
+        n_resamples: Number of bootstrap replicates.
+        seed: Seed or ``numpy.random.Generator`` of the replicates (the same replicates for every metric).
+        method: ``"percentile"``, ``"expanded"`` (:func:`~breakhis_lit.stats.interval.expanded_levels`) or
+            ``"bca"`` (acceleration from the leave-one-unit-out jackknife).
+        level: Confidence level.
+
+    Raises:
+        BreakHisError: On an unknown method, a level outside (0, 1) or fewer than one resample.
     """
-    estimates = {name: float(value[0]) for name, value in evaluate(np.ones((1, n_units), dtype=np.int64)).items()}
-    replicates = evaluate(resample_weights(n_units, n_resamples, seed))
-    jackknife_values = _jackknife(evaluate, n_units) if jackknife else None
-    return BootstrapDistribution(estimates, replicates, jackknife_values, n_units)
 
+    n_resamples: int = 2000
+    seed: Seed = 0
+    method: Method = "percentile"
+    level: float = 0.95
 
-def intervals_from(
-    distribution: BootstrapDistribution, method: Method, level: float, n_groups: int, unit: str
-) -> dict[str, Interval]:
-    """One :class:`Interval` per metric of a bootstrap distribution."""
-    out = {}
-    for name, estimate in distribution.estimates.items():
-        replicates = distribution.replicates[name]
-        jackknife = None if distribution.jackknife is None else distribution.jackknife[name]
-        low, high, n_valid = bootstrap_bounds(estimate, replicates, method, level, jackknife, distribution.n_units)
-        out[name] = Interval(
-            estimate=finite_or_none(estimate),
-            low=finite_or_none(low),
-            high=finite_or_none(high),
-            method=method,
-            level=float(level),
-            n_resamples=int(replicates.size),
-            n_valid=n_valid,
-            n_groups=int(n_groups),
-            unit=unit,
-        )
-    return out
+    def __post_init__(self) -> None:
+        check_method(self.method, self.level, self.n_resamples)
+
+    def intervals(
+        self, evaluate: Evaluator, n_groups: int, unit: str = "group"
+    ) -> tuple[dict[str, np.ndarray], dict[str, Interval]]:
+        """Every metric's bootstrap replicates ``[B]`` (NaN where undefined) and :class:`Interval` (with ``n_groups``).
+
+        The estimate is ``evaluate`` on the full sample; BCa also evaluates the leave-one-unit-out jackknife.
+        """
+        n_units = evaluate.n_units
+        estimates = {name: float(value[0]) for name, value in evaluate(np.ones((1, n_units), dtype=np.int64)).items()}
+        replicates = evaluate(resample_weights(n_units, self.n_resamples, self.seed))
+        jackknife = _jackknife(evaluate, n_units) if self.method == "bca" else {}
+        out = {}
+        for name, estimate in estimates.items():
+            bounds = bootstrap_bounds(estimate, replicates[name], self.method, self.level, jackknife.get(name), n_units)
+            out[name] = Interval(
+                estimate=finite_or_none(estimate),
+                low=finite_or_none(bounds[0]),
+                high=finite_or_none(bounds[1]),
+                method=self.method,
+                level=float(self.level),
+                n_resamples=int(replicates[name].size),
+                n_valid=bounds[2],
+                n_groups=int(n_groups),
+                unit=unit,
+            )
+        return replicates, out
 
 
 def bootstrap(
-    pred: Predictions,
-    unit: Unit = "group",
-    *,
-    n_resamples: int = 2000,
-    seed: Seed = 0,
-    method: Method = "percentile",
-    level: float = 0.95,
-    metrics: Sequence[str] | None = None,
+    pred: Predictions, unit: Unit = "group", *, metrics: Sequence[str] | None = None, **options: Any
 ) -> dict[str, Interval]:
     """Bootstrap interval of every scalar test metric of one run, resampling groups or images.
 
@@ -144,22 +136,17 @@ def bootstrap(
     Args:
         pred: The run's test predictions.
         unit: ``"group"`` or ``"image"``.
-        n_resamples: Number of bootstrap replicates.
-        seed: Seed or ``numpy.random.Generator`` of the replicates.
-        method: ``"percentile"``, ``"expanded"`` or ``"bca"``.
-        level: Confidence level.
         metrics: Metric names to compute (default: all of :func:`~breakhis_lit.stats.replicates.metric_names`).
+        options: ``n_resamples``, ``seed``, ``method``, ``level`` (see :class:`Resampling`).
 
     Returns:
         ``{metric: Interval}`` in the order of :func:`~breakhis_lit.stats.replicates.metric_names`.
 
     Raises:
-        BreakHisError: On an unknown method or metric, a level outside (0, 1), or fewer than two units.
+        BreakHisError: On bad options, an unknown metric, or fewer than two units.
     """
-    check_method(method, level, n_resamples)
-    evaluate = ReplicateMetrics(pred, unit, metrics)
-    distribution = bootstrap_distribution(evaluate, evaluate.n_units, n_resamples, seed, jackknife=method == "bca")
-    return intervals_from(distribution, method, level, pred.n_groups, unit)
+    resampling = Resampling(**options)
+    return resampling.intervals(ReplicateMetrics(pred, unit, metrics), pred.n_groups, unit)[1]
 
 
 def _predictions(
@@ -176,11 +163,7 @@ def patient_bootstrap(
     *,
     threshold: float = 0.5,
     class_names: Sequence[str] | None = None,
-    n_resamples: int = 2000,
-    seed: Seed = 0,
-    method: Method = "percentile",
-    level: float = 0.95,
-    metrics: Sequence[str] | None = None,
+    **options: Any,
 ) -> dict[str, Interval]:
     """Patient (cluster) bootstrap: resample the split groups with replacement, each with all its images.
 
@@ -191,11 +174,7 @@ def patient_bootstrap(
         patients: Patient id of every image ``[N]``, for the patient-level metrics.
         threshold: Binary decision threshold on ``probs[:, 1]`` (see :class:`Predictions`).
         class_names: Class names for the ``f1_<class>`` keys (default ``"0"``, ``"1"``, ...).
-        n_resamples: Number of bootstrap replicates.
-        seed: Seed or ``numpy.random.Generator``.
-        method: ``"percentile"``, ``"expanded"`` or ``"bca"``.
-        level: Confidence level.
-        metrics: Metric names to compute (default: all).
+        options: ``metrics`` and :class:`Resampling`'s options, as :func:`bootstrap`.
 
     Returns:
         ``{metric: Interval}``; see :func:`bootstrap`.
@@ -203,28 +182,14 @@ def patient_bootstrap(
     Raises:
         BreakHisError: On bad predictions (see :class:`Predictions`) or options.
     """
-    pred = _predictions(probs, labels, groups, patients, threshold, class_names)
-    return bootstrap(pred, "group", n_resamples=n_resamples, seed=seed, method=method, level=level, metrics=metrics)
+    return bootstrap(_predictions(probs, labels, groups, patients, threshold, class_names), "group", **options)
 
 
-def image_bootstrap(
-    probs: Any,
-    labels: Any,
-    groups: Any,
-    patients: Any,
-    *,
-    threshold: float = 0.5,
-    class_names: Sequence[str] | None = None,
-    n_resamples: int = 2000,
-    seed: Seed = 0,
-    method: Method = "percentile",
-    level: float = 0.95,
-    metrics: Sequence[str] | None = None,
-) -> dict[str, Interval]:
+def image_bootstrap(probs: Any, labels: Any, groups: Any, patients: Any, **options: Any) -> dict[str, Interval]:
     """Image-level bootstrap (images resampled independently), for contrast with :func:`patient_bootstrap`.
 
     Same arguments and result as :func:`patient_bootstrap`. Patient-level metrics use, in each replicate, the
     drawn images of every patient that has any (a patient's mean probability is weighted by the draws).
     """
-    pred = _predictions(probs, labels, groups, patients, threshold, class_names)
-    return bootstrap(pred, "image", n_resamples=n_resamples, seed=seed, method=method, level=level, metrics=metrics)
+    threshold, class_names = options.pop("threshold", 0.5), options.pop("class_names", None)
+    return bootstrap(_predictions(probs, labels, groups, patients, threshold, class_names), "image", **options)

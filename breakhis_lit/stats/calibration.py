@@ -1,7 +1,7 @@
 """Calibration of predicted probabilities (ECE, Brier, reliability bins, temperature) and the binary threshold."""
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -98,10 +98,6 @@ class ReliabilityBins:
     ece: float
     kind: str
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-serialisable fields."""
-        return asdict(self)
-
 
 def reliability_bins(probs: Any, labels: Any, n_bins: int = N_BINS) -> ReliabilityBins:
     """Per-bin confidence, observed frequency and count for a reliability diagram.
@@ -149,10 +145,6 @@ class ThresholdChoice:
 
     threshold: float
     balanced_accuracy: float
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-serialisable fields."""
-        return asdict(self)
 
 
 def choose_threshold(probs: Any, labels: Any) -> ThresholdChoice:

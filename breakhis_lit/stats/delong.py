@@ -1,8 +1,7 @@
 """DeLong's test of the difference of two correlated binary ROC AUCs, in the fast midrank form (Sun & Xu 2014)."""
 
 import math
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 from scipy.special import ndtr, ndtri
@@ -79,10 +78,6 @@ class DeLong:
     high: float
     level: float
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-serialisable fields."""
-        return asdict(self)
-
 
 def delong_test(a: Predictions, b: Predictions, level: float = 0.95) -> DeLong:
     """DeLong's test for the AUROC difference of two models' correlated ROC curves (binary tasks).
@@ -115,24 +110,16 @@ def delong_test(a: Predictions, b: Predictions, level: float = 0.95) -> DeLong:
     if min(int(positive.sum()), int((~positive).sum())) < 2:
         raise BreakHisError(f"{a.name}: DeLong's test needs at least two test images of each class")
     auroc, covariance = delong_covariance(np.stack([a.probs32[:, 1], b.probs32[:, 1]]), positive)
-    difference = float(auroc[0] - auroc[1])
     variance = max(float(covariance[0, 0] + covariance[1, 1] - 2 * covariance[0, 1]), 0.0)
-    se = math.sqrt(variance)
+    return wald(float(auroc[0]), float(auroc[1]), float(auroc[0] - auroc[1]), math.sqrt(variance), level)
+
+
+def wald(auroc_a: float, auroc_b: float, difference: float, se: float, level: float) -> DeLong:
+    """The z test and Wald interval of an AUROC difference; with ``se`` 0, p is 1 if the difference is 0, else 0."""
     if se > 0:
         z: float | None = difference / se
         p_value = float(2 * ndtr(-abs(z)))
     else:
-        z = 0.0 if difference == 0 else None
-        p_value = 1.0 if difference == 0 else 0.0
+        z, p_value = (0.0, 1.0) if difference == 0 else (None, 0.0)
     half = float(ndtri((1 + level) / 2)) * se
-    return DeLong(
-        auroc_a=float(auroc[0]),
-        auroc_b=float(auroc[1]),
-        difference=difference,
-        standard_error=se,
-        z=z,
-        p_value=p_value,
-        low=difference - half,
-        high=difference + half,
-        level=float(level),
-    )
+    return DeLong(auroc_a, auroc_b, difference, se, z, p_value, difference - half, difference + half, float(level))

@@ -2,8 +2,7 @@
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 from statsmodels.stats.multitest import multipletests
@@ -24,10 +23,6 @@ class Holm:
     adjusted: list[float | None]
     reject: list[bool | None]
     alpha: float
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-serialisable fields."""
-        return asdict(self)
 
 
 def holm(p_values: Sequence[float | None], alpha: float = 0.05) -> Holm:

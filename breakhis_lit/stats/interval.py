@@ -19,8 +19,16 @@ def finite_or_none(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
+class JsonFields:
+    """Base of the statistics' result dataclasses that are written to JSON."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-serialisable fields."""
+        return asdict(self)  # type: ignore[call-overload]
+
+
 @dataclass(frozen=True)
-class Interval:
+class Interval(JsonFields):
     """A point estimate with its bootstrap confidence interval.
 
     Attributes:
@@ -44,10 +52,6 @@ class Interval:
     n_valid: int
     n_groups: int
     unit: str
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-serialisable fields."""
-        return asdict(self)
 
 
 def check_method(method: str, level: float, n_resamples: int) -> None:

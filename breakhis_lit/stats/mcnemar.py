@@ -1,7 +1,7 @@
 """Exact McNemar test of two models' correct/incorrect decisions on the same patients or images."""
 
-from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 from statsmodels.stats.contingency_tables import mcnemar
@@ -32,10 +32,6 @@ class McNemar:
     only_b: int
     both_wrong: int
     p_value: float
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-serialisable fields."""
-        return asdict(self)
 
 
 def _correct(pred: Predictions, unit: McNemarUnit) -> np.ndarray:

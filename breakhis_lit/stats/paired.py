@@ -1,19 +1,19 @@
 """Paired patient-bootstrap comparison of two models on the same test images: differences, intervals, p-values."""
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from breakhis_lit.stats.bootstrap import Seed, bootstrap_distribution, intervals_from
-from breakhis_lit.stats.interval import Interval, Method, check_method, finite_or_none
+from breakhis_lit.stats.bootstrap import Evaluator, Resampling
+from breakhis_lit.stats.interval import Interval, JsonFields, finite_or_none
 from breakhis_lit.stats.predictions import Predictions, aligned, check_patients_per_class
 from breakhis_lit.stats.replicates import ReplicateMetrics
 
 
 @dataclass(frozen=True)
-class Difference:
+class Difference(JsonFields):
     """One metric of two models and their paired difference ``a - b``.
 
     Attributes:
@@ -27,10 +27,6 @@ class Difference:
     estimate_b: float | None
     difference: Interval
     p_value: float | None
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-serialisable fields."""
-        return asdict(self)
 
 
 def bootstrap_p_value(replicates: np.ndarray) -> float:
@@ -75,6 +71,29 @@ class PairedDifferences:
         return {name: a[name] - b[name] for name in self.names}
 
 
+def bootstrap_differences(
+    evaluate: Evaluator,
+    n_groups: int,
+    estimates: tuple[dict[str, float], dict[str, float]],
+    resampling: Resampling,
+) -> dict[str, Difference]:
+    """:class:`Difference` of every metric of ``evaluate`` (``a - b`` for group weights) beside a's and b's estimates.
+
+    ``estimates`` are both models' metrics on the full test set; ``n_groups`` is recorded in the intervals.
+    """
+    replicates, intervals = resampling.intervals(evaluate, n_groups)
+    estimate_a, estimate_b = estimates
+    return {
+        name: Difference(
+            estimate_a=finite_or_none(estimate_a[name]),
+            estimate_b=finite_or_none(estimate_b[name]),
+            difference=interval,
+            p_value=None if interval.estimate is None else finite_or_none(bootstrap_p_value(replicates[name])),
+        )
+        for name, interval in intervals.items()
+    }
+
+
 def check_comparable(a: Predictions, b: Predictions) -> Predictions:
     """``b`` aligned on ``a``'s images, after the refusals every paired comparison shares.
 
@@ -88,14 +107,7 @@ def check_comparable(a: Predictions, b: Predictions) -> Predictions:
 
 
 def paired_bootstrap(
-    a: Predictions,
-    b: Predictions,
-    *,
-    n_resamples: int = 2000,
-    seed: Seed = 0,
-    method: Method = "percentile",
-    level: float = 0.95,
-    metrics: Sequence[str] | None = None,
+    a: Predictions, b: Predictions, *, metrics: Sequence[str] | None = None, **options: Any
 ) -> dict[str, Difference]:
     """Difference ``a - b`` of every metric with a paired patient-bootstrap interval and p-value.
 
@@ -106,11 +118,9 @@ def paired_bootstrap(
     Args:
         a: Model a's test predictions.
         b: Model b's test predictions on the same images (matched by image id when both have ids).
-        n_resamples: Number of bootstrap replicates.
-        seed: Seed or ``numpy.random.Generator``.
-        method: ``"percentile"``, ``"expanded"`` or ``"bca"`` for the interval of the difference.
-        level: Confidence level.
         metrics: Metric names to compare (default: all).
+        options: ``n_resamples``, ``seed``, ``method``, ``level`` of the differences' intervals (see
+            :class:`~breakhis_lit.stats.bootstrap.Resampling`).
 
     Returns:
         ``{metric: Difference}``.
@@ -118,20 +128,8 @@ def paired_bootstrap(
     Raises:
         BreakHisError: See :func:`check_comparable`; on bad options.
     """
-    check_method(method, level, n_resamples)
+    resampling = Resampling(**options)
     b = check_comparable(a, b)
     evaluate = PairedDifferences(a, b, metrics)
-    distribution = bootstrap_distribution(evaluate, evaluate.n_units, n_resamples, seed, jackknife=method == "bca")
-    intervals = intervals_from(distribution, method, level, a.n_groups, "group")
-    estimate_a, estimate_b = evaluate.a.estimate(), evaluate.b.estimate()
-    return {
-        name: Difference(
-            estimate_a=finite_or_none(estimate_a[name]),
-            estimate_b=finite_or_none(estimate_b[name]),
-            difference=intervals[name],
-            p_value=finite_or_none(bootstrap_p_value(distribution.replicates[name]))
-            if intervals[name].estimate is not None
-            else None,
-        )
-        for name in evaluate.names
-    }
+    estimates = evaluate.a.estimate(), evaluate.b.estimate()
+    return bootstrap_differences(evaluate, a.n_groups, estimates, resampling)

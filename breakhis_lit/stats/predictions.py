@@ -1,7 +1,7 @@
 """One run's test predictions (probabilities, labels, split groups, patients), checked once for the statistics."""
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -29,6 +29,14 @@ def _encode(values: np.ndarray, what: str, name: str) -> tuple[np.ndarray, list[
             raise BreakHisError(f"{name}: {what} of image {i} is empty; give every image a {what[:-1]} id")
         codes[i] = index.setdefault(value, len(index))
     return codes, list(index)
+
+
+def _varying(codes: np.ndarray, values: np.ndarray, n_codes: int) -> np.ndarray:
+    """The codes whose entries hold more than one distinct (non-negative integer) value."""
+    low, high = np.full(n_codes, np.iinfo(np.int64).max), np.full(n_codes, -1)
+    np.minimum.at(low, codes, values)
+    np.maximum.at(high, codes, values)
+    return np.flatnonzero(low != high)
 
 
 def _as_numpy(values: Any) -> np.ndarray:
@@ -111,22 +119,13 @@ class Predictions:
 
         group_codes, group_names = _encode(groups, "groups", name)
         patient_codes, patient_names = _encode(patients, "patients", name)
-        n_patients = len(patient_names)
-        label_low = np.full(n_patients, c)
-        label_high = np.full(n_patients, -1)
-        np.minimum.at(label_low, patient_codes, labels)
-        np.maximum.at(label_high, patient_codes, labels)
-        mixed = np.flatnonzero(label_low != label_high)
+        mixed = _varying(patient_codes, labels, len(patient_names))
         if mixed.size:
             raise BreakHisError(
                 f"{name}: patient {patient_names[mixed[0]]!r} has images with different labels; give each patient "
                 "one label, e.g. use the patient folder or '<id>/<label>' as patient id"
             )
-        group_low = np.full(n_patients, len(group_names))
-        group_high = np.full(n_patients, -1)
-        np.minimum.at(group_low, patient_codes, group_codes)
-        np.maximum.at(group_high, patient_codes, group_codes)
-        split = np.flatnonzero(group_low != group_high)
+        split = _varying(patient_codes, group_codes, len(patient_names))
         if split.size:
             raise BreakHisError(
                 f"{name}: patient {patient_names[split[0]]!r} lies in several groups; groups must hold whole "
@@ -179,16 +178,9 @@ class Predictions:
 
     def subset(self, order: np.ndarray) -> "Predictions":
         """The same run with its images taken in ``order`` (indices into the images)."""
-        return Predictions(
-            self.probs[order],
-            self.labels[order],
-            self.groups[order],
-            self.patients[order],
-            class_names=self.class_names,
-            threshold=self.threshold,
-            images=None if self.images is None else tuple(self.images[i] for i in order),
-            name=self.name,
-        )
+        images = None if self.images is None else tuple(self.images[i] for i in order)
+        return replace(self, probs=self.probs[order], labels=self.labels[order], groups=self.groups[order],
+                       patients=self.patients[order], images=images)  # fmt: skip
 
     def patient_decisions(self) -> tuple[np.ndarray, np.ndarray]:
         """Every patient's label and prediction, as :func:`~breakhis_lit.metrics.patient_level_metrics` decides.

@@ -6,6 +6,7 @@ from typing import Literal
 import numpy as np
 
 from breakhis_lit.errors import BreakHisError
+from breakhis_lit.metrics.collection import scalar_names
 from breakhis_lit.stats.predictions import Predictions
 from breakhis_lit.stats.weighted_auroc import WeightedAUROC
 
@@ -16,9 +17,7 @@ _CHUNK_ELEMENTS = 8_000_000  # largest temporary array per chunk of replicates (
 
 def metric_names(class_names: Sequence[str]) -> list[str]:
     """The metrics a bootstrap reports, in order: those of ``ClassificationMetrics`` and the patient-level two."""
-    names = ["accuracy", "balanced_accuracy", "precision", "recall", "specificity"]
-    names += [f"f1_{name}" for name in class_names]
-    return [*names, "f1_macro", "gmean", "iba", "auroc", "patient_accuracy", "patient_recognition_rate"]
+    return [*scalar_names(class_names), "patient_accuracy", "patient_recognition_rate"]
 
 
 def _safe_divide(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
@@ -30,6 +29,13 @@ def _safe_divide(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
 def _masked_mean(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Mean over the last axis of ``values[mask]``, 0 where the mask is empty."""
     return _safe_divide(np.where(mask, values, 0.0).sum(axis=-1), mask.sum(axis=-1).astype(np.float64))
+
+
+def finite_mean(values: np.ndarray) -> np.ndarray:
+    """Mean over the first axis of the finite entries; NaN where none is."""
+    finite = np.isfinite(values)
+    count = finite.sum(axis=0)
+    return np.where(count > 0, np.where(finite, values, 0.0).sum(axis=0) / np.maximum(count, 1), np.nan)
 
 
 def count_metrics(confusion: np.ndarray, class_names: Sequence[str]) -> dict[str, np.ndarray]:
@@ -188,10 +194,7 @@ class ReplicateMetrics:
         out = count_metrics((w @ self._confusion).reshape(-1, c, c), self.pred.class_names)
         if self._auroc:
             with np.errstate(invalid="ignore"):
-                per_class = np.stack([auroc(w) for auroc in self._auroc])
-                defined = np.isfinite(per_class).sum(axis=0)
-                total = np.where(np.isfinite(per_class), per_class, 0.0).sum(axis=0)
-                out["auroc"] = np.where(defined > 0, total / np.maximum(defined, 1), np.nan)
+                out["auroc"] = finite_mean(np.stack([auroc(w) for auroc in self._auroc]))
         if "patient_accuracy" in self.names or "patient_recognition_rate" in self.names:
             out["patient_accuracy"], out["patient_recognition_rate"] = self._patient_metrics(w)
         return {name: out[name] for name in self.names}
