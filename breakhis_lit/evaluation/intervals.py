@@ -3,12 +3,12 @@
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any
 
 import numpy as np
+from typing_extensions import Unpack
 
 from breakhis_lit.evaluation.calibration_replicates import CalibrationReplicates
-from breakhis_lit.stats.bootstrap import Resampling, bootstrap
+from breakhis_lit.stats.bootstrap import Resampling, ResamplingOptions, bootstrap
 from breakhis_lit.stats.interval import Interval
 from breakhis_lit.stats.predictions import Predictions
 from breakhis_lit.stats.replicates import ReplicateMetrics, Unit, metric_names
@@ -66,7 +66,7 @@ def evaluation_intervals(
     threshold: float | None = None,
     calibrated: Predictions | None = None,
     image_metrics: Sequence[str] = ("accuracy",),
-    **options: Any,
+    **options: Unpack[ResamplingOptions],
 ) -> EvaluationIntervals:
     """Patient-bootstrap intervals of every metric of an evaluation, and the image-level ones for contrast.
 

@@ -3,14 +3,14 @@
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 from statsmodels.stats.contingency_tables import mcnemar
+from typing_extensions import Unpack
 
 from breakhis_lit.errors import BreakHisError
 from breakhis_lit.evaluation.union import UnionMean
-from breakhis_lit.stats.bootstrap import Resampling
+from breakhis_lit.stats.bootstrap import Resampling, ResamplingOptions
 from breakhis_lit.stats.delong import DeLong, delong_test, wald
 from breakhis_lit.stats.mcnemar import McNemar, mcnemar_test
 from breakhis_lit.stats.paired import (
@@ -78,7 +78,9 @@ def _pooled_pairs(
     return found, evaluate.n_units
 
 
-def compare_pairs(pairs: Sequence[Pair], *, metrics: Sequence[str] | None = None, **options: Any) -> PairedResult:
+def compare_pairs(
+    pairs: Sequence[Pair], *, metrics: Sequence[str] | None = None, **options: Unpack[ResamplingOptions]
+) -> PairedResult:
     """Compare models a and b over pairs of runs, each pair scored on the same test images.
 
     One pair: :func:`~breakhis_lit.stats.paired_bootstrap`, :func:`~breakhis_lit.stats.mcnemar_test` (patients and

@@ -2,11 +2,13 @@
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
+
+from typing_extensions import Unpack
 
 from breakhis_lit.evaluation.union import UnionMean
 from breakhis_lit.stats.across_runs import runs_bootstrap
-from breakhis_lit.stats.bootstrap import Resampling
+from breakhis_lit.stats.bootstrap import Resampling, ResamplingOptions
 from breakhis_lit.stats.interval import Interval
 from breakhis_lit.stats.predictions import Predictions
 from breakhis_lit.stats.replicates import ReplicateMetrics
@@ -48,7 +50,7 @@ def row_intervals(
     split_hashes: Sequence[str],
     *,
     metrics: Sequence[str] | None = None,
-    **options: Any,
+    **options: Unpack[ResamplingOptions],
 ) -> RowIntervals:
     """Interval of every metric over a row's runs, covering patient sampling and run-to-run variation.
 

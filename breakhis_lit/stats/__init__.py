@@ -3,6 +3,7 @@
 from breakhis_lit.stats.across_runs import pool_folds, runs_bootstrap
 from breakhis_lit.stats.bootstrap import (
     Resampling,
+    ResamplingOptions,
     bootstrap,
     image_bootstrap,
     patient_bootstrap,
@@ -35,6 +36,7 @@ __all__ = [
     "ReliabilityBins",
     "ReplicateMetrics",
     "Resampling",
+    "ResamplingOptions",
     "ThresholdChoice",
     "bootstrap",
     "bootstrap_p_value",

@@ -1,12 +1,13 @@
 """Patient-bootstrap intervals over several runs of one model: seeds on one split, or folds with disjoint test sets."""
 
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
+from typing_extensions import Unpack
 
 from breakhis_lit.errors import BreakHisError
-from breakhis_lit.stats.bootstrap import Resampling, bootstrap
+from breakhis_lit.stats.bootstrap import Resampling, ResamplingOptions, bootstrap
 from breakhis_lit.stats.interval import Interval
 from breakhis_lit.stats.predictions import Predictions, aligned
 from breakhis_lit.stats.replicates import ReplicateMetrics
@@ -74,7 +75,11 @@ class SeedAveragedMetrics:
 
 
 def runs_bootstrap(
-    runs: Sequence[Predictions], design: Design, *, metrics: Sequence[str] | None = None, **options: Any
+    runs: Sequence[Predictions],
+    design: Design,
+    *,
+    metrics: Sequence[str] | None = None,
+    **options: Unpack[ResamplingOptions],
 ) -> dict[str, Interval]:
     """Bootstrap interval of every metric over several runs of one model, resampling patients (split groups).
 

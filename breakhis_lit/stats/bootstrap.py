@@ -2,9 +2,10 @@
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypedDict
 
 import numpy as np
+from typing_extensions import Unpack
 
 from breakhis_lit.stats.interval import Interval, Method, bootstrap_bounds, check_method, finite_or_none
 from breakhis_lit.stats.predictions import Predictions
@@ -67,6 +68,15 @@ class Evaluator(Protocol):
         """``{metric: [B]}`` for weights ``[B, U]``."""
 
 
+class ResamplingOptions(TypedDict, total=False):
+    """The keyword options of every bootstrap function: the fields of :class:`Resampling`."""
+
+    n_resamples: int
+    seed: Seed
+    method: Method
+    level: float
+
+
 @dataclass(frozen=True)
 class Resampling:
     """The options of every bootstrap of the package (its functions take them as keyword arguments), checked.
@@ -119,7 +129,11 @@ class Resampling:
 
 
 def bootstrap(
-    pred: Predictions, unit: Unit = "group", *, metrics: Sequence[str] | None = None, **options: Any
+    pred: Predictions,
+    unit: Unit = "group",
+    *,
+    metrics: Sequence[str] | None = None,
+    **options: Unpack[ResamplingOptions],
 ) -> dict[str, Interval]:
     """Bootstrap interval of every scalar test metric of one run, resampling groups or images.
 
@@ -163,7 +177,7 @@ def patient_bootstrap(
     *,
     threshold: float = 0.5,
     class_names: Sequence[str] | None = None,
-    **options: Any,
+    **options: Unpack[ResamplingOptions],
 ) -> dict[str, Interval]:
     """Patient (cluster) bootstrap: resample the split groups with replacement, each with all its images.
 
@@ -185,7 +199,9 @@ def patient_bootstrap(
     return bootstrap(_predictions(probs, labels, groups, patients, threshold, class_names), "group", **options)
 
 
-def image_bootstrap(probs: Any, labels: Any, groups: Any, patients: Any, **options: Any) -> dict[str, Interval]:
+def image_bootstrap(
+    probs: Any, labels: Any, groups: Any, patients: Any, **options: Unpack[ResamplingOptions]
+) -> dict[str, Interval]:
     """Image-level bootstrap (images resampled independently), for contrast with :func:`patient_bootstrap`.
 
     Same arguments and result as :func:`patient_bootstrap`. Patient-level metrics use, in each replicate, the

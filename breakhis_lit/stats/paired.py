@@ -2,11 +2,11 @@
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
+from typing_extensions import Unpack
 
-from breakhis_lit.stats.bootstrap import Evaluator, Resampling
+from breakhis_lit.stats.bootstrap import Evaluator, Resampling, ResamplingOptions
 from breakhis_lit.stats.interval import Interval, JsonFields, finite_or_none
 from breakhis_lit.stats.predictions import Predictions, aligned, check_patients_per_class
 from breakhis_lit.stats.replicates import ReplicateMetrics
@@ -107,7 +107,7 @@ def check_comparable(a: Predictions, b: Predictions) -> Predictions:
 
 
 def paired_bootstrap(
-    a: Predictions, b: Predictions, *, metrics: Sequence[str] | None = None, **options: Any
+    a: Predictions, b: Predictions, *, metrics: Sequence[str] | None = None, **options: Unpack[ResamplingOptions]
 ) -> dict[str, Difference]:
     """Difference ``a - b`` of every metric with a paired patient-bootstrap interval and p-value.
 
