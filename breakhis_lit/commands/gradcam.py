@@ -131,8 +131,8 @@ def _data(explicit_size: int | None, datamodule_hparams: dict[str, Any]) -> Any:
 
 def _stain_target(ckpt_path: Path, datamodule_hparams: dict[str, Any]) -> Any:
     """The stain target the checkpoint's run normalised its images to, or ``None`` when it normalised none."""
-    from breakhis_lit.robustness.stain_shift import run_target
     from breakhis_lit.rundir import run_of_checkpoint
+    from breakhis_lit.stain.target_file import run_target
 
     method = datamodule_hparams.get("stain_norm") or "none"
     if method == "none":
@@ -143,7 +143,7 @@ def _stain_target(ckpt_path: Path, datamodule_hparams: dict[str, Any]) -> Any:
             f"{ckpt_path}: its run normalised every image ({method}), and its stain target lies in the run "
             "directory; pass the checkpoint inside its run (version_N/checkpoints/)"
         )
-    return run_target(run, method)
+    return run_target(run.stain_target, method)
 
 
 def _target_index(target: str | None, classes: list[str]) -> int | None:

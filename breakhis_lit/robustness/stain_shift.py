@@ -30,12 +30,11 @@ from torch import Tensor
 
 from breakhis_lit.errors import BreakHisError
 from breakhis_lit.files import atomic_write_text
-from breakhis_lit.rundir import BEST, DEFAULT_EVAL, LAST, SCHEMA, STAIN_SHIFT, STAIN_TARGET, RunDir, utc_now
+from breakhis_lit.rundir import BEST, DEFAULT_EVAL, LAST, SCHEMA, STAIN_SHIFT, RunDir, utc_now
 from breakhis_lit.stain import hed_jitter
 from breakhis_lit.stain.base import StainTarget
-from breakhis_lit.stain.identity import IdentityTarget
 from breakhis_lit.stain.registry import normalize_to
-from breakhis_lit.stain.target_file import load_target
+from breakhis_lit.stain.target_file import run_target
 
 DEFAULT_LEVELS = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0)
 """Multiples of the HED-light strength: none, half, the training augmentation's, and up to three times it."""
@@ -159,27 +158,6 @@ def shift_images(images: Tensor, level: float, seed: int = DEFAULT_SEED) -> Tens
     return out
 
 
-def run_target(run: RunDir, stain_norm: str) -> StainTarget:
-    """The run's saved stain target (``none`` for runs fitted before targets were saved, without normalisation).
-
-    Raises:
-        BreakHisError: When the run normalised its images but its target file is missing, or the file's method is
-            not the config's.
-    """
-    path = run.path / STAIN_TARGET
-    if path.is_file():
-        target = load_target(path)
-        if target.method != stain_norm:
-            raise BreakHisError(
-                f"{path}: holds a {target.method!r} target but the run's config has stain_norm {stain_norm!r}; the "
-                "run directory is inconsistent"
-            )
-        return target
-    if stain_norm != "none":
-        raise BreakHisError(f"{path}: missing, but the run normalises its images ({stain_norm}); fit the run again")
-    return IdentityTarget()
-
-
 def data_module(run: RunDir, config: dict[str, Any], root: str | None, cache_dir: str | None) -> Any:
     """The run's data module, bound to its split, with raw (not normalised) images."""
     from breakhis_lit.data.datamodule import BreakHisDataModule
@@ -265,7 +243,7 @@ def score_run(
     config = yaml.safe_load(run.config.read_text(encoding="utf-8")) or {}
     data = config.get("data") or {}
     stain_norm = str(data.get("stain_norm", "none"))
-    target = run_target(run, stain_norm)
+    target = run_target(run.stain_target, stain_norm)
     dm = data_module(run, config, root, cache_dir)
     dm.setup("test")
     if dm.split_hash() != record.split_hash:
