@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from breakhis_lit.data.naming import LABELS
+from breakhis_lit.data.naming import LABELS, parse_magnification
 from breakhis_lit.errors import BreakHisError
 from breakhis_lit.reporting.options import BootstrapOptions
 from breakhis_lit.reporting.runs import Run, group_runs, split_label
@@ -139,13 +139,15 @@ def load_paper_table5(path: str | Path | None = None) -> dict[tuple[str, str], d
     Returns:
         ``{(paper model name, magnification): {metric: value}}``.
     """
-    rows = _read_csv(path or _resource("paper_table5.csv"), ("model", "magnification"))
-    return {
-        (row["model"], str(row["magnification"]).strip().upper().removesuffix("X")): {
-            m: _float(row.get(m)) for m in PAPER5_METRICS
-        }
-        for row in rows
-    }
+    path = path or _resource("paper_table5.csv")
+    table = {}
+    for row in _read_csv(path, ("model", "magnification")):
+        try:
+            magnification = str(parse_magnification(row["magnification"]) or "all")
+        except BreakHisError as err:
+            raise BreakHisError(f"{path}: {err}") from None
+        table[row["model"], magnification] = {m: _float(row.get(m)) for m in PAPER5_METRICS}
+    return table
 
 
 def load_paper_table6(path: str | Path | None = None) -> dict[str, dict[str, Any]]:
