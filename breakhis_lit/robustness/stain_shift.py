@@ -29,7 +29,7 @@ import yaml
 from torch import Tensor
 
 from breakhis_lit.errors import BreakHisError
-from breakhis_lit.files import atomic_write_text
+from breakhis_lit.files import atomic_write_text, read_json
 from breakhis_lit.rundir import BEST, DEFAULT_EVAL, LAST, SCHEMA, STAIN_SHIFT, RunDir, utc_now
 from breakhis_lit.stain import hed_jitter
 from breakhis_lit.stain.base import StainTarget
@@ -339,13 +339,11 @@ def read_record(path: str | Path) -> StainShiftRecord:
         BreakHisError: When the file is missing or not such a record.
     """
     path = Path(path)
+    data = read_json(path, "`breakhis stain-shift`")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
         if data.get("schema") != SCHEMA:
             raise ValueError(f"schema {data.get('schema')}")
         data["scores"] = [ShiftScore(**s) for s in data["scores"]]
         return StainShiftRecord(**data)
-    except FileNotFoundError:
-        raise BreakHisError(f"{path}: no such file; run `breakhis stain-shift` on the run first") from None
-    except (OSError, ValueError, TypeError, KeyError, AttributeError) as err:
+    except (ValueError, TypeError, KeyError, AttributeError) as err:
         raise BreakHisError(f"{path}: not a stain-shift record ({err}); run `breakhis stain-shift` again") from None
