@@ -14,7 +14,7 @@ from typing_extensions import override
 
 from breakhis_lit.errors import BreakHisError
 from breakhis_lit.models.base import Backbone
-from breakhis_lit.models.weights import LoadReport, load_checked, torchvision_imagenet_state_dict
+from breakhis_lit.models.weights import torchvision_imagenet_state_dict
 
 Arch = Literal["resnet18", "resnet34", "resnet50"]
 GateActivation = Literal["leaky_relu", "relu", "gelu", "silu", "tanh"]
@@ -214,6 +214,10 @@ class DALAResNet(Backbone):
     """
 
     channels_last = True
+    load_patterns = {
+        "head": ("fc.*", "head.*"),
+        "optional": ("attention.*", "layer*.gate.*"),
+    }
 
     def __init__(
         self,
@@ -281,17 +285,6 @@ class DALAResNet(Backbone):
     def _imagenet_state_dict(self) -> tuple[Mapping[str, torch.Tensor], str]:
         weights = torchvision.models.get_weight(_IMAGENET_WEIGHTS[self.arch])
         return torchvision_imagenet_state_dict(weights, self.arch)
-
-    @override
-    def _load_state_dict(self, state_dict: Mapping[str, torch.Tensor], source: str) -> LoadReport:
-        return load_checked(
-            self,
-            state_dict,
-            source=source,
-            model_name=f"{self.display_name}({self.arch})",
-            head=("fc.*", "head.*"),
-            optional=("attention.*", "layer*.gate.*"),
-        )
 
     @override
     def gradcam_target_layers(self) -> list[nn.Module]:
