@@ -49,8 +49,6 @@ log = logging.getLogger(__name__)
 
 #: Bump when decoding or resizing changes: older caches are then rebuilt, never misread.
 CACHE_VERSION = 4
-#: Resize mode: ``squash`` resizes to ``size x size`` ignoring the aspect ratio (as the paper).
-RESIZE_MODES = ("squash",)
 _SERIAL_BELOW_BYTES = 16 << 20
 """Decode less PNG data than this in-process: starting a pool (~0.2 s) costs more than it saves (one core
 decodes about 100 MB of BreakHis PNGs a second)."""

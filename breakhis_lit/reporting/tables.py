@@ -34,7 +34,6 @@ MULTICLASS_METRICS: tuple[str, ...] = (
 )
 """Table 5 metrics for other tasks (subtypes): per-class F1 would not fit a row."""
 PAPER5_METRICS: tuple[str, ...] = ("accuracy", "f1_benign", "f1_malignant", "iba", "gmean")
-PAPER6_FIELDS: tuple[str, ...] = ("convergence_s", "total_parameters", "average_s")
 TABLE6_NUMBERS: tuple[str, ...] = ("fit_time_s", "time_to_best_s", "best_epoch", "epochs")
 
 METRIC_HEADERS: dict[str, str] = {
