@@ -167,33 +167,9 @@ class BreakHisDataModule(LightningDataModule):
             if not isinstance(value, int) or value < low:
                 raise BreakHisError(f"{name} {value!r}: must be an integer >= {low}; pass e.g. --data.{name} {low}")
         self.save_hyperparameters()
-        self.root = root
-        self.magnification = magnification
-        self.task = task
-        self.split = split
-        self.group_by = group_by
+        vars(self).update(self.hparams)  # every option an attribute of the same name
         self.train_ratio, self.val_ratio, self.test_ratio = self.ratios
-        self.fold = fold
-        self.num_folds = num_folds
-        self.seed = seed
-        self.image_size = image_size
-        self.batch_size = batch_size
-        self.eval_batch_size = eval_batch_size
-        self.num_workers = num_workers
-        self.sampler = sampler
-        self.cache_dir = cache_dir
-        self.on_bad_image = on_bad_image
-        self.augment = augment
-        self.predict_root = predict_root
-        self.demo = demo
-        self.device_cache = device_cache
-        self.split_file = split_file
-        self.trained_on = trained_on
-        self.drop_last = drop_last
-        self.hed_scale = float(hed_scale)
-        self.hed_bias = float(hed_bias)
-        self.stain_norm = stain_norm
-        self.stain_target = stain_target
+        self.hed_scale, self.hed_bias = float(hed_scale), float(hed_bias)
         self.stain_norm_target: StainTarget | None = None
         """The stain target the images are normalised to (an ``IdentityTarget`` without normalisation), after
         :meth:`setup`; ``fit`` saves it with the run."""
