@@ -30,6 +30,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -445,10 +446,7 @@ def make_split(
     *,
     magnification: int | str | None = None,
     group_by: str = "accession",
-    ratios: Sequence[float] = (0.6, 0.1, 0.3),
-    fold: int = 1,
-    num_folds: int = 5,
-    seed: int = 0,
+    **options: Any,
 ) -> list[SplitRow]:
     """Assign splits on the whole dataset, keep one magnification, and check the result.
 
@@ -457,17 +455,12 @@ def make_split(
         strategy: ``patient``, ``official``, ``kfold`` or ``image``.
         magnification: 40, 100, 200, 400 (``"40X"`` too) or ``"all"``/``None``.
         group_by: ``accession``, ``patient_id`` or ``folder``.
-        ratios: Train/val/test fractions.
-        fold: Official fold or k-fold index used as test.
-        num_folds: Number of folds for ``kfold``.
-        seed: Random seed.
+        **options: ``ratios``, ``fold``, ``num_folds`` and ``seed`` of :func:`assign_splits`.
 
     Returns:
         The checked rows, sorted by path.
     """
-    assignment = assign_splits(
-        images, strategy, group_by=group_by, ratios=ratios, fold=fold, num_folds=num_folds, seed=seed
-    )
+    assignment = assign_splits(images, strategy, group_by=group_by, **options)
     rows = split_rows(images, assignment, group_by, magnification)
     if not rows:
         raise BreakHisError(f"magnification {magnification}: no images at this magnification; check --data.root")
