@@ -16,7 +16,7 @@ from breakhis_lit.reporting.comparisons import (
     headline,
     tested,
 )
-from breakhis_lit.reporting.options import BootstrapOptions, add_bootstrap_arguments, check_metrics, check_n_resamples
+from breakhis_lit.reporting.options import add_bootstrap_arguments, bootstrap_options, check_metrics
 from breakhis_lit.reporting.runs import load_runs
 from breakhis_lit.reporting.tables import to_markdown, write_csv
 
@@ -68,14 +68,13 @@ def main(argv: list[str] | None = None) -> int:
             predictions, a class with fewer than two test patients) or bad options, in one line.
     """
     args = build_parser().parse_args(argv)
-    check_n_resamples(args)
+    options = bootstrap_options(args)
     if not 0 < args.alpha < 1:
         raise BreakHisError(f"--alpha {args.alpha}: must be in (0, 1), e.g. 0.05")
     runs_a, runs_b = tested(load_runs(args.runs_a)), tested(load_runs(args.runs_b))
     metrics = args.metric or ["accuracy"]
     if runs_a:
         check_metrics(metrics, runs_a[0].classes)
-    options = BootstrapOptions(method=args.method, n_resamples=args.n_resamples, seed=args.seed)
     comparisons = compare_sides(runs_a, runs_b, shared=args.shared_images, metrics=metrics, options=options)
     rows = comparison_rows(comparisons, alpha=args.alpha)
     name_a, name_b = comparisons[0].name_a, comparisons[0].name_b

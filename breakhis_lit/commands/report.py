@@ -8,10 +8,9 @@ from breakhis_lit.reporting.options import (
     DEFAULT_METRICS,
     DEFAULT_REFERENCE,
     FORMATS,
-    BootstrapOptions,
     add_bootstrap_arguments,
+    bootstrap_options,
     check_metrics,
-    check_n_resamples,
 )
 
 
@@ -100,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     from breakhis_lit.reporting.runs import group_runs, load_runs
 
     formats = parse_formats(args.format)
-    check_n_resamples(args)
+    bootstrap = bootstrap_options(args)
     runs = load_runs(args.run_dirs)
     if args.metric:
         check_metrics(args.metric, runs[0].classes)
@@ -114,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         log=lambda message: print(f"note: {message}"),
         reference=args.reference,
         metrics=args.metric or list(DEFAULT_METRICS),
-        bootstrap=None if args.no_intervals else BootstrapOptions(method=args.method, n_resamples=args.n_resamples),
+        bootstrap=None if args.no_intervals else bootstrap,
     )
     for path in written:
         print(f"wrote {path}")

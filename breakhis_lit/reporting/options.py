@@ -50,10 +50,11 @@ def add_bootstrap_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n-resamples", type=int, default=2000, help="bootstrap replicates (default 2000)")
 
 
-def check_n_resamples(args: argparse.Namespace) -> None:
-    """Refuse fewer than 100 ``--n-resamples``."""
+def bootstrap_options(args: argparse.Namespace) -> BootstrapOptions:
+    """The options of :func:`add_bootstrap_arguments` (and ``--seed`` where a command has one), checked."""
     if args.n_resamples < 100:
         raise BreakHisError(f"--n-resamples {args.n_resamples}: use at least 100 (2000 is the default)")
+    return BootstrapOptions(method=args.method, n_resamples=args.n_resamples, seed=getattr(args, "seed", 0))
 
 
 def check_metrics(metrics: Sequence[str], classes: Sequence[str]) -> None:
