@@ -102,10 +102,6 @@ RESOURCES = Path(__file__).resolve().parents[1] / "resources"
 """The package's data folder (paper_table5.csv, paper_table6.csv)."""
 
 
-def _resource(name: str) -> Path:
-    return RESOURCES / name
-
-
 def _read_csv(path: str | Path, required: Sequence[str]) -> list[dict[str, str]]:
     path = Path(path)
     if not path.is_file():
@@ -114,9 +110,7 @@ def _read_csv(path: str | Path, required: Sequence[str]) -> list[dict[str, str]]
         reader = csv.DictReader(handle)
         missing = [name for name in required if name not in (reader.fieldnames or [])]
         if missing:
-            raise BreakHisError(
-                f"{path}: missing column(s) {', '.join(missing)}; use the layout of {_resource(path.name).name}"
-            )
+            raise BreakHisError(f"{path}: missing column(s) {', '.join(missing)}; use the layout of {path.name}")
         return list(reader)
 
 
@@ -138,7 +132,7 @@ def load_paper_table5(path: str | Path | None = None) -> dict[tuple[str, str], d
     Returns:
         ``{(paper model name, magnification): {metric: value}}``.
     """
-    path = path or _resource("paper_table5.csv")
+    path = path or RESOURCES / "paper_table5.csv"
     table = {}
     for row in _read_csv(path, ("model", "magnification")):
         try:
@@ -159,7 +153,7 @@ def load_paper_table6(path: str | Path | None = None) -> dict[str, dict[str, Any
     Returns:
         ``{paper model name: {column: value}}``.
     """
-    rows = _read_csv(path or _resource("paper_table6.csv"), ("model",))
+    rows = _read_csv(path or RESOURCES / "paper_table6.csv", ("model",))
     return {row["model"]: {name: _float(value) for name, value in row.items() if name != "model"} for row in rows}
 
 
