@@ -14,11 +14,8 @@ are those of ``breakhis test``. Every level's metrics get patient-bootstrap 95% 
 from __future__ import annotations
 
 import csv
-import dataclasses
 import inspect
 import io
-import json
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +25,7 @@ import torch
 import yaml
 from torch import Tensor
 
+from breakhis_lit import rundir
 from breakhis_lit.errors import BreakHisError
 from breakhis_lit.files import atomic_write_text, read_json
 from breakhis_lit.rundir import BEST, DEFAULT_EVAL, LAST, SCHEMA, STAIN_SHIFT, RunDir, utc_now
@@ -303,21 +301,11 @@ def record_paths(run: RunDir, checkpoint: str = BEST) -> tuple[Path, Path]:
     return folder / f"{stem}.json", folder / f"{stem}.csv"
 
 
-def _finite(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    return value
-
-
 def write_record(run: RunDir, record: StainShiftRecord) -> tuple[Path, Path]:
     """Write the record (JSON) and its table (CSV: one row per level) into the run's ``test/`` folder, atomically."""
     json_path, csv_path = record_paths(run, Path(record.checkpoint).stem)
     json_path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(json_path, json.dumps(_finite(dataclasses.asdict(record)), indent=2) + "\n")
+    rundir.write_record(json_path, record)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     columns = [f"{m}{suffix}" for m in CSV_METRICS for suffix in ("", "_low", "_high")]
