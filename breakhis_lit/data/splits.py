@@ -99,6 +99,26 @@ def check_ratios(ratios: Sequence[float]) -> tuple[float, float, float]:
     return float(ratios[0]), float(ratios[1]), float(ratios[2])
 
 
+def check_split_options(
+    strategy: str, group_by: str, ratios: Sequence[float], fold: int, num_folds: int
+) -> tuple[float, float, float]:
+    """Refuse split options out of range, naming the ``--data.*`` option; the ratios, checked."""
+    if strategy not in STRATEGIES:
+        raise BreakHisError(f"split {strategy!r}: unknown split; use one of {', '.join(STRATEGIES)} (--data.split)")
+    if group_by not in GROUP_BY:
+        raise BreakHisError(
+            f"group_by {group_by!r}: unknown grouping; use one of {', '.join(GROUP_BY)} (--data.group_by)"
+        )
+    if strategy == "official" and not 1 <= fold <= NUM_OFFICIAL_FOLDS:
+        raise BreakHisError(f"fold {fold}: the official split has folds 1-{NUM_OFFICIAL_FOLDS}; pass --data.fold 1..5")
+    if strategy == "kfold" and (num_folds < 2 or not 1 <= fold <= num_folds):
+        raise BreakHisError(
+            f"fold {fold} / num_folds {num_folds}: k-fold needs num_folds >= 2 and fold in 1..num_folds; "
+            "pass e.g. --data.num_folds 5 --data.fold 1"
+        )
+    return check_ratios(ratios)
+
+
 def _assign_bins(
     sizes: dict[str, int], labels: dict[str, str], fractions: Sequence[float], rng: np.random.Generator
 ) -> dict[str, int]:
@@ -195,11 +215,7 @@ def assign_splits(
     Raises:
         BreakHisError: For an unknown option, or ``official`` on files outside the official list.
     """
-    if strategy not in STRATEGIES:
-        raise BreakHisError(f"split {strategy!r}: unknown split; use one of {', '.join(STRATEGIES)}")
-    if group_by not in GROUP_BY:
-        raise BreakHisError(f"group_by {group_by!r}: unknown grouping; use one of {', '.join(GROUP_BY)}")
-    train_r, val_r, test_r = check_ratios(ratios)
+    train_r, val_r, test_r = check_split_options(strategy, group_by, ratios, fold, num_folds)
     if not images:
         raise BreakHisError("split: no images to split; check --data.root and --data.magnification")
     seed = int(seed)
@@ -222,10 +238,6 @@ def assign_splits(
                 out[paths[i]] = "train" if rank < n_train else "val" if rank < n_train + n_val else "test"
         return out
     if strategy == "official":
-        if not 1 <= fold <= NUM_OFFICIAL_FOLDS:
-            raise BreakHisError(
-                f"fold {fold}: the official split has folds 1-{NUM_OFFICIAL_FOLDS}; pass --data.fold 1..5"
-            )
         official = load_official_files()
         outside = [im.path for im in images if im.path not in official]
         if outside:
@@ -239,12 +251,6 @@ def assign_splits(
         out.update(_carve_val(train, group_by, train_r, val_r, np.random.default_rng([seed, 1, fold])))
         return out
     # kfold
-    if num_folds < 2:
-        raise BreakHisError(f"num_folds {num_folds}: k-fold needs at least 2 folds; pass --data.num_folds 5")
-    if not 1 <= fold <= num_folds:
-        raise BreakHisError(
-            f"fold {fold}: must be in 1..{num_folds} (--data.num_folds); pass --data.fold 1..{num_folds}"
-        )
     sizes, labels = _group_stats(images, group_by)
     bins = _assign_bins(sizes, labels, [1 / num_folds] * num_folds, np.random.default_rng([seed, 2]))
     test = [im for im in images if bins[group_key(im, group_by)] == fold - 1]
