@@ -9,6 +9,7 @@ other machines sharing the folder, temporary files named by ``tempfile.mkstemp``
 from __future__ import annotations
 
 import errno
+import json
 import logging
 import os
 import re
@@ -19,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from breakhis_lit.errors import DiskFullError
+from breakhis_lit.errors import BreakHisError, DiskFullError
 
 log = logging.getLogger(__name__)
 
@@ -193,6 +194,20 @@ def disk_full_message(path: str | Path) -> str:
 def atomic_write_text(path: str | Path, text: str) -> Path:
     """Write ``text`` (UTF-8) to ``path`` atomically, see :func:`atomic_write`."""
     return atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+
+
+def read_json(path: Path, written_by: str) -> Any:
+    """The JSON value in ``path``, a file that ``written_by`` (a verb, e.g. ```breakhis fit```) writes.
+
+    Raises:
+        BreakHisError: When the file is missing or not readable JSON, naming the verb that writes it.
+    """
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BreakHisError(f"{path}: no such file; it is written by {written_by}") from None
+    except (OSError, ValueError) as err:  # ValueError: not UTF-8 or not JSON
+        raise BreakHisError(f"{path}: not readable JSON ({err}); rerun {written_by}") from None
 
 
 def run_dir(trainer: Any) -> Path | None:

@@ -51,7 +51,6 @@ from breakhis_lit.rundir import (
     DEFAULT_EVAL,
     LAST,
     RUN_RECORD,
-    STAIN_TARGET,
     DataSpec,
     Difference,
     RunDir,
@@ -431,7 +430,7 @@ def _resolve_checkpoint(experiment_dir: Path, ckpt: str | None, default: str, ve
 
 def _bind_stain_target(cfg: Any, run: RunDir) -> None:
     """Score a fitted run on images normalised to its own saved stain target, never to one fitted again."""
-    saved, given = str(run.path / STAIN_TARGET), cfg.data.get("stain_target")
+    saved, given = str(run.stain_target), cfg.data.get("stain_target")
     if given not in (None, saved):
         raise BreakHisError(
             f"--data.stain_target {given}: a fitted run is scored with its own stain target ({saved}); drop the option"

@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from breakhis_lit.errors import BreakHisError
-from breakhis_lit.files import atomic_write_text
+from breakhis_lit.files import atomic_write_text, read_json
 
 RUN_RECORD = "run.json"
 """What was run: a :class:`RunRecord`."""
@@ -485,13 +485,7 @@ def read_record(path: str | Path, cls: type) -> Any:
         BreakHisError: When the file is missing, not JSON, or not such a record.
     """
     path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise BreakHisError(f"{path}: no such file; it is written by `breakhis fit`/`breakhis test`") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise BreakHisError(f"{path}: not readable JSON ({err}); rerun the verb that writes it") from None
-    return _from_dict(cls, data, path)
+    return _from_dict(cls, read_json(path, "`breakhis fit`/`breakhis test`"), path)
 
 
 # ------------------------------------------------------------------------------------------- predictions, CAMs
@@ -692,6 +686,11 @@ class RunDir:
     def splits(self) -> Path:
         """Its ``splits.csv``."""
         return self.path / SPLITS
+
+    @property
+    def stain_target(self) -> Path:
+        """The fit's ``stain_target.json``."""
+        return self.path / STAIN_TARGET
 
     @property
     def config(self) -> Path:

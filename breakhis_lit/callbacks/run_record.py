@@ -11,12 +11,11 @@ from typing_extensions import override
 import breakhis_lit
 from breakhis_lit.callbacks.evaluation_report import model_name
 from breakhis_lit.data.datamodule import BreakHisDataModule
-from breakhis_lit.data.splits import data_fingerprint, write_split_csv
+from breakhis_lit.data.splits import write_split_csv
 from breakhis_lit.errors import BreakHisError
 from breakhis_lit.models.classifier import BreakHisClassifier
 from breakhis_lit.rundir import (
     RUN_RECORD,
-    STAIN_TARGET,
     Resume,
     RunDir,
     RunRecord,
@@ -57,7 +56,7 @@ class RunRecorder(Callback):
         write_split_csv(rows, self.run.splits)
         # Fitted on this run's training split when the cache was built (``none`` without normalisation); every later
         # verb on the run reads it back instead of fitting again.
-        save_target(self.run.path / STAIN_TARGET, datamodule.stain_norm_target)
+        save_target(self.run.stain_target, datamodule.stain_norm_target)
         counts = {side: sum(r.split == side for r in rows) for side in ("train", "val", "test", "skipped")}
         backbone = pl_module.backbone
         record = RunRecord(
@@ -69,7 +68,7 @@ class RunRecorder(Callback):
             data=datamodule.data_spec(),
             classes=list(datamodule.classes),
             split_hash=datamodule.split_hash(),
-            data_fingerprint=data_fingerprint(rows),
+            data_fingerprint=datamodule.breakhis.fingerprint(),
             n_images=counts,
             max_epochs=trainer.max_epochs,
             package_version=breakhis_lit.__version__,

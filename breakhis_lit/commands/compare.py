@@ -16,10 +16,9 @@ from breakhis_lit.reporting.comparisons import (
     headline,
     tested,
 )
-from breakhis_lit.reporting.options import BootstrapOptions
+from breakhis_lit.reporting.options import add_bootstrap_arguments, bootstrap_options, check_metrics
 from breakhis_lit.reporting.runs import load_runs
 from breakhis_lit.reporting.tables import to_markdown, write_csv
-from breakhis_lit.stats.replicates import metric_names
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,18 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="pair runs of different splits by seed, on the test images both test sets hold (e.g. image vs patient)",
     )
-    parser.add_argument("--method", default="bca", choices=("bca", "expanded", "percentile"), help="interval method")
-    parser.add_argument("--n-resamples", type=int, default=2000, help="bootstrap replicates (default 2000)")
+    add_bootstrap_arguments(parser)
     parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap replicates")
     parser.add_argument("--alpha", type=float, default=0.05, help="family-wise error rate of Holm's correction")
     return parser
-
-
-def _check_metrics(metrics: list[str], classes: list[str]) -> None:
-    known = metric_names(classes)
-    unknown = [name for name in metrics if name not in known]
-    if unknown:
-        raise BreakHisError(f"--metric {unknown[0]}: unknown; choose from {', '.join(known)}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -77,15 +68,13 @@ def main(argv: list[str] | None = None) -> int:
             predictions, a class with fewer than two test patients) or bad options, in one line.
     """
     args = build_parser().parse_args(argv)
-    if args.n_resamples < 100:
-        raise BreakHisError(f"--n-resamples {args.n_resamples}: use at least 100 (2000 is the default)")
+    options = bootstrap_options(args)
     if not 0 < args.alpha < 1:
         raise BreakHisError(f"--alpha {args.alpha}: must be in (0, 1), e.g. 0.05")
     runs_a, runs_b = tested(load_runs(args.runs_a)), tested(load_runs(args.runs_b))
     metrics = args.metric or ["accuracy"]
     if runs_a:
-        _check_metrics(metrics, runs_a[0].classes)
-    options = BootstrapOptions(method=args.method, n_resamples=args.n_resamples, seed=args.seed)
+        check_metrics(metrics, runs_a[0].classes)
     comparisons = compare_sides(runs_a, runs_b, shared=args.shared_images, metrics=metrics, options=options)
     rows = comparison_rows(comparisons, alpha=args.alpha)
     name_a, name_b = comparisons[0].name_a, comparisons[0].name_b

@@ -4,7 +4,14 @@ import argparse
 import sys
 
 from breakhis_lit.errors import BreakHisError
-from breakhis_lit.reporting.options import DEFAULT_METRICS, DEFAULT_REFERENCE, FORMATS, BootstrapOptions
+from breakhis_lit.reporting.options import (
+    DEFAULT_METRICS,
+    DEFAULT_REFERENCE,
+    FORMATS,
+    add_bootstrap_arguments,
+    bootstrap_options,
+    check_metrics,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,8 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="metric of the paired comparisons (repeat for several; default accuracy); each is one Holm test",
     )
-    parser.add_argument("--method", default="bca", choices=("bca", "expanded", "percentile"), help="interval method")
-    parser.add_argument("--n-resamples", type=int, default=2000, help="bootstrap replicates (default 2000)")
+    add_bootstrap_arguments(parser)
     parser.add_argument(
         "--no-intervals", action="store_true", help="leave out intervals and comparisons (reads no predictions.csv)"
     )
@@ -93,16 +99,10 @@ def main(argv: list[str] | None = None) -> int:
     from breakhis_lit.reporting.runs import group_runs, load_runs
 
     formats = parse_formats(args.format)
-    if args.n_resamples < 100:
-        raise BreakHisError(f"--n-resamples {args.n_resamples}: use at least 100 (2000 is the default)")
+    bootstrap = bootstrap_options(args)
     runs = load_runs(args.run_dirs)
     if args.metric:
-        from breakhis_lit.stats.replicates import metric_names
-
-        known = metric_names(runs[0].classes)
-        unknown = [name for name in args.metric if name not in known]
-        if unknown:
-            raise BreakHisError(f"--metric {unknown[0]}: unknown; choose from {', '.join(known)}")
+        check_metrics(args.metric, runs[0].classes)
     print(f"report: {len(runs)} evaluation(s) in {len(group_runs(runs))} model × magnification group(s)")
     written = write_report(
         runs,
@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         log=lambda message: print(f"note: {message}"),
         reference=args.reference,
         metrics=args.metric or list(DEFAULT_METRICS),
-        bootstrap=None if args.no_intervals else BootstrapOptions(method=args.method, n_resamples=args.n_resamples),
+        bootstrap=None if args.no_intervals else bootstrap,
     )
     for path in written:
         print(f"wrote {path}")

@@ -128,7 +128,8 @@ def _examples(
     import yaml
 
     from breakhis_lit.robustness.figure import shift_examples_figure
-    from breakhis_lit.robustness.stain_shift import data_module, run_target
+    from breakhis_lit.robustness.stain_shift import data_module
+    from breakhis_lit.stain.target_file import run_target
 
     first = runs[0]
     config = yaml.safe_load(first.config.read_text(encoding="utf-8")) or {}
@@ -138,6 +139,6 @@ def _examples(
     targets = {}
     for run, record in zip(runs, records, strict=True):
         if record.stain_norm != "none" and record.stain_norm not in targets:
-            targets[record.stain_norm] = run_target(run, record.stain_norm)
+            targets[record.stain_norm] = run_target(run.stain_target, record.stain_norm)
     labels = [f"{dm.classes[r.label]} {r.patient_id}" for r in picked]
     return shift_examples_figure(images[:3], levels, targets, seed=args.seed, labels=labels[:3])

@@ -25,16 +25,13 @@ import numpy as np
 
 from breakhis_lit.data.index import DatasetIndex, scan
 from breakhis_lit.data.naming import LABELS, SUBTYPE_CODES, parse_magnification, patient_folder, try_parse_filename
-from breakhis_lit.data.official import NUM_OFFICIAL_FOLDS
 from breakhis_lit.data.splits import (
-    GROUP_BY,
     SKIPPED,
     SPLIT_NAMES,
-    STRATEGIES,
     SplitRow,
     check_duplicates,
-    check_ratios,
     check_split,
+    check_split_options,
     data_fingerprint,
     make_split,
     mark_skipped,
@@ -134,18 +131,7 @@ class BreakHis:
         self.magnification = parse_magnification(magnification)
         """40, 100, 200, 400, or ``None`` for all magnifications."""
         self.classes = classes_of(task)
-        check_choice("split", split, STRATEGIES)
-        check_choice("group_by", group_by, GROUP_BY)
-        self.ratios = check_ratios(ratios)
-        if split == "official" and not 1 <= fold <= NUM_OFFICIAL_FOLDS:
-            raise BreakHisError(
-                f"fold {fold}: the official split has folds 1-{NUM_OFFICIAL_FOLDS}; pass --data.fold 1..5"
-            )
-        if split == "kfold" and (num_folds < 2 or not 1 <= fold <= num_folds):
-            raise BreakHisError(
-                f"fold {fold} / num_folds {num_folds}: k-fold needs num_folds >= 2 and fold in 1..num_folds; "
-                f"pass e.g. --data.num_folds 5 --data.fold 1"
-            )
+        self.ratios = check_split_options(split, group_by, ratios, fold, num_folds)
         self.root, self.task, self.split, self.group_by = root, task, split, group_by
         self.fold, self.num_folds, self.seed = fold, num_folds, seed
         self.split_file, self.trained_on, self.demo = split_file, trained_on, demo

@@ -49,8 +49,6 @@ log = logging.getLogger(__name__)
 
 #: Bump when decoding or resizing changes: older caches are then rebuilt, never misread.
 CACHE_VERSION = 4
-#: Resize mode: ``squash`` resizes to ``size x size`` ignoring the aspect ratio (as the paper).
-RESIZE_MODES = ("squash",)
 _SERIAL_BELOW_BYTES = 16 << 20
 """Decode less PNG data than this in-process: starting a pool (~0.2 s) costs more than it saves (one core
 decodes about 100 MB of BreakHis PNGs a second)."""
@@ -134,15 +132,19 @@ def content_digest(data: bytes) -> str:
 
 
 def decode_file(path: str | os.PathLike, size: int | None = 224) -> tuple[np.ndarray, str]:
-    """Decode an image file like :func:`decode_image` and return the :func:`content_digest` of its bytes too.
+    """Decode an image file to a uint8 ``[3, H, W]`` array, resized (squashed) to ``size x size``, and its digest.
 
-    The file is read once; the digest is computed on the bytes the decoder reads.
+    Args:
+        path: Image file (any format PIL reads; grayscale, palette, RGBA and 16-bit are converted to RGB).
+        size: Output side in pixels; ``None`` keeps the original size.
 
     Returns:
-        The uint8 ``[3, H, W]`` array and the digest.
+        The array, channels first, and the :func:`content_digest` of the bytes the decoder read (read once).
 
     Raises:
-        BadImageError: As :func:`decode_image`.
+        BadImageError: If the file cannot be decoded (zero bytes, truncated, not an image, more pixels than
+            Pillow's decompression-bomb limit ``PIL.Image.MAX_IMAGE_PIXELS`` allows...) or read (permission
+            denied, not found, I/O error: ``transient``).
     """
     p = str(path)
     data = b""
@@ -179,20 +181,7 @@ def decode_file(path: str | os.PathLike, size: int | None = 224) -> tuple[np.nda
 
 
 def decode_image(path: str | os.PathLike, size: int | None = 224) -> np.ndarray:
-    """Decode an image file to a uint8 ``[3, H, W]`` array, resized (squashed) to ``size x size``.
-
-    Args:
-        path: Image file (any format PIL reads; grayscale, palette, RGBA and 16-bit are converted to RGB).
-        size: Output side in pixels; ``None`` keeps the original size.
-
-    Returns:
-        The uint8 array, channels first.
-
-    Raises:
-        BadImageError: If the file cannot be decoded (zero bytes, truncated, not an image, more pixels than
-            Pillow's decompression-bomb limit ``PIL.Image.MAX_IMAGE_PIXELS`` allows...) or read (permission
-            denied, not found, I/O error: ``transient``).
-    """
+    """The array of :func:`decode_file`, without the digest."""
     return decode_file(path, size)[0]
 
 
@@ -337,7 +326,6 @@ def bad_images_message(bad: Sequence[tuple[str, str]], option: str = "--data.on_
 def cache_key(
     files: Sequence[tuple[str, str | os.PathLike]],
     size: int,
-    resize: str = "squash",
     extra: str = "",
     stain: str = "",
 ) -> str:
@@ -345,8 +333,7 @@ def cache_key(
 
     Args:
         files: ``(relative path, file path on disk)`` pairs; the relative path, size and mtime enter the key.
-        size: Output side in pixels.
-        resize: Resize mode.
+        size: Output side in pixels (of squashed images: the key names ``"resize": "squash"``).
         extra: Anything else that identifies the source (e.g. an absolute root for arbitrary folders).
         stain: The stain target's JSON (:meth:`~breakhis_lit.stain.base.StainTarget.to_json`) of a normalised
             cache; ``""`` for raw images (their keys are those of caches made before normalisation existed).
@@ -355,7 +342,7 @@ def cache_key(
         A hex digest (24 characters).
     """
     h = hashlib.sha256()
-    header = {"version": CACHE_VERSION, "size": size, "resize": resize, "extra": extra}
+    header = {"version": CACHE_VERSION, "size": size, "resize": "squash", "extra": extra}
     if stain:
         header["stain"] = stain
     h.update(json.dumps(header).encode())

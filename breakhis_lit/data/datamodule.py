@@ -16,6 +16,7 @@ import logging
 import math
 import time
 from collections.abc import Sequence
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
@@ -43,7 +44,7 @@ from breakhis_lit.stain import hed_jitter
 from breakhis_lit.stain.base import StainTarget
 from breakhis_lit.stain.identity import IdentityTarget
 from breakhis_lit.stain.registry import NORMALIZERS, get_normalizer
-from breakhis_lit.stain.target_file import load_target
+from breakhis_lit.stain.target_file import run_target
 
 log = logging.getLogger(__name__)
 
@@ -166,33 +167,9 @@ class BreakHisDataModule(LightningDataModule):
             if not isinstance(value, int) or value < low:
                 raise BreakHisError(f"{name} {value!r}: must be an integer >= {low}; pass e.g. --data.{name} {low}")
         self.save_hyperparameters()
-        self.root = root
-        self.magnification = magnification
-        self.task = task
-        self.split = split
-        self.group_by = group_by
+        vars(self).update(self.hparams)  # every option an attribute of the same name
         self.train_ratio, self.val_ratio, self.test_ratio = self.ratios
-        self.fold = fold
-        self.num_folds = num_folds
-        self.seed = seed
-        self.image_size = image_size
-        self.batch_size = batch_size
-        self.eval_batch_size = eval_batch_size
-        self.num_workers = num_workers
-        self.sampler = sampler
-        self.cache_dir = cache_dir
-        self.on_bad_image = on_bad_image
-        self.augment = augment
-        self.predict_root = predict_root
-        self.demo = demo
-        self.device_cache = device_cache
-        self.split_file = split_file
-        self.trained_on = trained_on
-        self.drop_last = drop_last
-        self.hed_scale = float(hed_scale)
-        self.hed_bias = float(hed_bias)
-        self.stain_norm = stain_norm
-        self.stain_target = stain_target
+        self.hed_scale, self.hed_bias = float(hed_scale), float(hed_bias)
         self.stain_norm_target: StainTarget | None = None
         """The stain target the images are normalised to (an ``IdentityTarget`` without normalisation), after
         :meth:`setup`; ``fit`` saves it with the run."""
@@ -272,29 +249,10 @@ class BreakHisDataModule(LightningDataModule):
                 log.warning("skipping unreadable image %s (%s)", path, reason)
         return cached
 
+    @cached_property
     def _saved_target(self) -> StainTarget | None:
-        """The target of ``stain_target`` (``None`` when not given), checked against ``stain_norm``.
-
-        Raises:
-            BreakHisError: When the file is unreadable, or its method is not ``stain_norm``.
-        """
-        if self.stain_target is None:
-            return None
-        path = Path(self.stain_target)
-        if not path.is_file() and self.stain_norm == "none":
-            return IdentityTarget()  # a run fitted before stain targets were saved: it had none
-        if not path.is_file():
-            raise BreakHisError(
-                f"--data.stain_target {path}: no such file, so the run was fitted without stain normalisation; "
-                "pass --data.stain_norm none"
-            )
-        target = load_target(path)
-        if target.method != self.stain_norm:
-            raise BreakHisError(
-                f"--data.stain_norm {self.stain_norm}: the run's stain target {path} is {target.method!r}; pass "
-                f"--data.stain_norm {target.method}"
-            )
-        return target
+        """The run's target in ``stain_target`` (``None`` when not given), read once: see :func:`run_target`."""
+        return None if self.stain_target is None else run_target(self.stain_target, self.stain_norm)
 
     def _fit_target(self, images: Tensor, train: Sequence[int]) -> StainTarget:
         """The stain target of ``stain_norm``, fitted on the training split's images (rows ``train``) only."""
@@ -336,7 +294,7 @@ class BreakHisDataModule(LightningDataModule):
 
     def check_stain_target(self) -> None:
         """Refuse, before anything is written, a ``stain_target`` that is unreadable or contradicts ``stain_norm``."""
-        self._saved_target()
+        _ = self._saved_target
 
     def _setup_main(self) -> None:
         if self._main_ready:
@@ -349,7 +307,7 @@ class BreakHisDataModule(LightningDataModule):
         domain.check_decoded(self.skipped, dict(zip(raw.paths, raw.digests, strict=True)))
         row_of = {p: i for i, p in enumerate(raw.paths)}
         records = {stage: domain.records(stage) for stage in SPLIT_NAMES}
-        target = self._saved_target()
+        target = self._saved_target
         if target is None:
             target = self._fit_target(torch.from_numpy(raw.images), [row_of[r.path] for r in records["train"]])
         self.stain_norm_target = target
@@ -391,7 +349,7 @@ class BreakHisDataModule(LightningDataModule):
         files = list(zip(folder.images, folder.paths(), strict=True))
         extra_key = f"predict:{root.resolve()}"
         cached = self._load_cache(files, extra_key=extra_key)
-        target = self._saved_target()
+        target = self._saved_target
         if target is None and self.stain_norm != "none":
             raise BreakHisError(
                 f"--data.predict_root with --data.stain_norm {self.stain_norm}: the images must be normalised to "

@@ -30,6 +30,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -96,6 +97,26 @@ def check_ratios(ratios: Sequence[float]) -> tuple[float, float, float]:
             f"to 1; pass e.g. --data.train_ratio 0.6 --data.val_ratio 0.1 --data.test_ratio 0.3"
         )
     return float(ratios[0]), float(ratios[1]), float(ratios[2])
+
+
+def check_split_options(
+    strategy: str, group_by: str, ratios: Sequence[float], fold: int, num_folds: int
+) -> tuple[float, float, float]:
+    """Refuse split options out of range, naming the ``--data.*`` option; the ratios, checked."""
+    if strategy not in STRATEGIES:
+        raise BreakHisError(f"split {strategy!r}: unknown split; use one of {', '.join(STRATEGIES)} (--data.split)")
+    if group_by not in GROUP_BY:
+        raise BreakHisError(
+            f"group_by {group_by!r}: unknown grouping; use one of {', '.join(GROUP_BY)} (--data.group_by)"
+        )
+    if strategy == "official" and not 1 <= fold <= NUM_OFFICIAL_FOLDS:
+        raise BreakHisError(f"fold {fold}: the official split has folds 1-{NUM_OFFICIAL_FOLDS}; pass --data.fold 1..5")
+    if strategy == "kfold" and (num_folds < 2 or not 1 <= fold <= num_folds):
+        raise BreakHisError(
+            f"fold {fold} / num_folds {num_folds}: k-fold needs num_folds >= 2 and fold in 1..num_folds; "
+            "pass e.g. --data.num_folds 5 --data.fold 1"
+        )
+    return check_ratios(ratios)
 
 
 def _assign_bins(
@@ -194,11 +215,7 @@ def assign_splits(
     Raises:
         BreakHisError: For an unknown option, or ``official`` on files outside the official list.
     """
-    if strategy not in STRATEGIES:
-        raise BreakHisError(f"split {strategy!r}: unknown split; use one of {', '.join(STRATEGIES)}")
-    if group_by not in GROUP_BY:
-        raise BreakHisError(f"group_by {group_by!r}: unknown grouping; use one of {', '.join(GROUP_BY)}")
-    train_r, val_r, test_r = check_ratios(ratios)
+    train_r, val_r, test_r = check_split_options(strategy, group_by, ratios, fold, num_folds)
     if not images:
         raise BreakHisError("split: no images to split; check --data.root and --data.magnification")
     seed = int(seed)
@@ -221,10 +238,6 @@ def assign_splits(
                 out[paths[i]] = "train" if rank < n_train else "val" if rank < n_train + n_val else "test"
         return out
     if strategy == "official":
-        if not 1 <= fold <= NUM_OFFICIAL_FOLDS:
-            raise BreakHisError(
-                f"fold {fold}: the official split has folds 1-{NUM_OFFICIAL_FOLDS}; pass --data.fold 1..5"
-            )
         official = load_official_files()
         outside = [im.path for im in images if im.path not in official]
         if outside:
@@ -238,12 +251,6 @@ def assign_splits(
         out.update(_carve_val(train, group_by, train_r, val_r, np.random.default_rng([seed, 1, fold])))
         return out
     # kfold
-    if num_folds < 2:
-        raise BreakHisError(f"num_folds {num_folds}: k-fold needs at least 2 folds; pass --data.num_folds 5")
-    if not 1 <= fold <= num_folds:
-        raise BreakHisError(
-            f"fold {fold}: must be in 1..{num_folds} (--data.num_folds); pass --data.fold 1..{num_folds}"
-        )
     sizes, labels = _group_stats(images, group_by)
     bins = _assign_bins(sizes, labels, [1 / num_folds] * num_folds, np.random.default_rng([seed, 2]))
     test = [im for im in images if bins[group_key(im, group_by)] == fold - 1]
@@ -445,10 +452,7 @@ def make_split(
     *,
     magnification: int | str | None = None,
     group_by: str = "accession",
-    ratios: Sequence[float] = (0.6, 0.1, 0.3),
-    fold: int = 1,
-    num_folds: int = 5,
-    seed: int = 0,
+    **options: Any,
 ) -> list[SplitRow]:
     """Assign splits on the whole dataset, keep one magnification, and check the result.
 
@@ -457,17 +461,12 @@ def make_split(
         strategy: ``patient``, ``official``, ``kfold`` or ``image``.
         magnification: 40, 100, 200, 400 (``"40X"`` too) or ``"all"``/``None``.
         group_by: ``accession``, ``patient_id`` or ``folder``.
-        ratios: Train/val/test fractions.
-        fold: Official fold or k-fold index used as test.
-        num_folds: Number of folds for ``kfold``.
-        seed: Random seed.
+        **options: ``ratios``, ``fold``, ``num_folds`` and ``seed`` of :func:`assign_splits`.
 
     Returns:
         The checked rows, sorted by path.
     """
-    assignment = assign_splits(
-        images, strategy, group_by=group_by, ratios=ratios, fold=fold, num_folds=num_folds, seed=seed
-    )
+    assignment = assign_splits(images, strategy, group_by=group_by, **options)
     rows = split_rows(images, assignment, group_by, magnification)
     if not rows:
         raise BreakHisError(f"magnification {magnification}: no images at this magnification; check --data.root")

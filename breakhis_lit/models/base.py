@@ -5,13 +5,14 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 
 from breakhis_lit.errors import BreakHisError
-from breakhis_lit.models.weights import LoadReport, read_state_dict
+from breakhis_lit.models.weights import LoadReport, load_checked, read_state_dict
 
 
 class Backbone(nn.Module, ABC):
@@ -80,17 +81,16 @@ class Backbone(nn.Module, ABC):
             The state dict and a description of where it came from.
         """
 
-    @abstractmethod
-    def _load_state_dict(self, state_dict: Mapping[str, torch.Tensor], source: str) -> LoadReport:
-        """Check ``state_dict`` against this network and copy it in.
+    #: The ``head``, ``optional`` and ``ignore`` tensor patterns of :func:`load_checked` for this network.
+    load_patterns: ClassVar[dict[str, tuple[str, ...]]] = {}
 
-        Args:
-            state_dict: Tensors read from a file or downloaded (prefixes not yet stripped).
-            source: The file or URL, named in messages.
+    def _load_state_dict(self, state_dict: Mapping[str, torch.Tensor], source: str) -> LoadReport:
+        """Check ``state_dict`` (read or downloaded, prefixes not yet stripped) against this network and copy it in.
 
         Returns:
             What was loaded, skipped and left initialised.
         """
+        return load_checked(self, state_dict, source=source, model_name=self.display_name, **self.load_patterns)
 
     @abstractmethod
     def gradcam_target_layers(self) -> list[nn.Module]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torchvision
@@ -14,7 +14,7 @@ from typing_extensions import override
 
 from breakhis_lit.errors import BreakHisError
 from breakhis_lit.models.base import Backbone
-from breakhis_lit.models.weights import LoadReport, load_checked, torchvision_imagenet_state_dict
+from breakhis_lit.models.weights import torchvision_imagenet_state_dict
 
 Arch = Literal["resnet18", "resnet34", "resnet50"]
 GateActivation = Literal["leaky_relu", "relu", "gelu", "silu", "tanh"]
@@ -214,6 +214,10 @@ class DALAResNet(Backbone):
     """
 
     channels_last = True
+    load_patterns = {
+        "head": ("fc.*", "head.*"),
+        "optional": ("attention.*", "layer*.gate.*"),
+    }
 
     def __init__(
         self,
@@ -283,17 +287,6 @@ class DALAResNet(Backbone):
         return torchvision_imagenet_state_dict(weights, self.arch)
 
     @override
-    def _load_state_dict(self, state_dict: Mapping[str, torch.Tensor], source: str) -> LoadReport:
-        return load_checked(
-            self,
-            state_dict,
-            source=source,
-            model_name=f"{self.display_name}({self.arch})",
-            head=("fc.*", "head.*"),
-            optional=("attention.*", "layer*.gate.*"),
-        )
-
-    @override
     def gradcam_target_layers(self) -> list[nn.Module]:
         """The module whose output is the gated layer4 map (the gate, or the last gated block)."""
         if self.gate_position == "after_layer4":
@@ -309,47 +302,9 @@ def _block_channels(block: nn.Module) -> int:
 class DALAResNet50(DALAResNet):
     """DALA-ResNet50 as reconstructed from the paper (25,611,842 parameters with two classes).
 
-    :class:`DALAResNet` with ``arch="resnet50"``; see there for the reading of the paper and the options.
-
-    Args:
-        num_classes: Number of logits.
-        pretrained: Load torchvision's ``ResNet50_Weights.IMAGENET1K_V1`` into the trunk.
-        weights: Local weights file loaded instead.
-        reduction: Gate bottleneck ratio.
-        gate_activation: Gate hidden activation.
-        gate_output: Gate output function.
-        gate_position: ``"after_layer4"`` or ``"each_block"``.
-        head: ``"linear"`` or ``"two_layer"``.
-        head_hidden: Width of the two-layer head's first layer.
-        head_logit_relu: Keep the ReLU on the two-layer head's logits.
-        dropout: Dropout probability before the classifier.
+    :class:`DALAResNet` with ``arch="resnet50"``; see there for the reading of the paper and the options (every
+    one but ``arch``).
     """
 
-    def __init__(
-        self,
-        num_classes: int = 2,
-        pretrained: bool = False,
-        weights: str | Path | None = None,
-        reduction: int = 4,
-        gate_activation: GateActivation = "leaky_relu",
-        gate_output: GateOutput = "sigmoid",
-        gate_position: GatePosition = "after_layer4",
-        head: HeadKind = "linear",
-        head_hidden: int = 512,
-        head_logit_relu: bool = True,
-        dropout: float = 0.25,
-    ) -> None:
-        super().__init__(
-            arch="resnet50",
-            num_classes=num_classes,
-            pretrained=pretrained,
-            weights=weights,
-            reduction=reduction,
-            gate_activation=gate_activation,
-            gate_output=gate_output,
-            gate_position=gate_position,
-            head=head,
-            head_hidden=head_hidden,
-            head_logit_relu=head_logit_relu,
-            dropout=dropout,
-        )
+    def __init__(self, **options: Any) -> None:
+        super().__init__(arch="resnet50", **options)

@@ -13,7 +13,7 @@ from typing_extensions import override
 
 from breakhis_lit.errors import BreakHisError
 from breakhis_lit.models.base import Backbone
-from breakhis_lit.models.weights import LoadReport, load_checked, torchvision_imagenet_state_dict
+from breakhis_lit.models.weights import torchvision_imagenet_state_dict
 
 #: VGG16 ("D") convolution plan up to block 4's max-pool: torchvision's ``vgg16().features[:24]``.
 VGG16_BLOCK4 = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M"]
@@ -88,6 +88,11 @@ class VGG16Inception(Backbone):
     """
 
     channels_last = True
+    load_patterns = {
+        "head": ("classifier.*", "head.*"),
+        "optional": ("inception.*", "norm.*"),
+        "ignore": ("features.2[4-9].*", "features.3[0-9].*"),
+    }
 
     def __init__(
         self,
@@ -124,18 +129,6 @@ class VGG16Inception(Backbone):
     @override
     def _imagenet_state_dict(self) -> tuple[Mapping[str, torch.Tensor], str]:
         return torchvision_imagenet_state_dict(torchvision.models.VGG16_Weights.IMAGENET1K_V1, "vgg16")
-
-    @override
-    def _load_state_dict(self, state_dict: Mapping[str, torch.Tensor], source: str) -> LoadReport:
-        return load_checked(
-            self,
-            state_dict,
-            source=source,
-            model_name=self.display_name,
-            head=("classifier.*", "head.*"),
-            optional=("inception.*", "norm.*"),
-            ignore=("features.2[4-9].*", "features.3[0-9].*"),
-        )
 
     @override
     def gradcam_target_layers(self) -> list[nn.Module]:

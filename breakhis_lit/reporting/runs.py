@@ -74,11 +74,6 @@ def paper_model_name(model: str) -> str | None:
     return PAPER_MODEL_NAMES.get(base) or _PAPER_NAMES_LOWER.get(base.lower())
 
 
-def magnification_label(value: int | str) -> str:
-    """A run's magnification as reports print it: ``"40"`` ... ``"400"`` or ``"all"``."""
-    return str(value)
-
-
 def magnification_order(magnification: str) -> tuple[int, float, str]:
     """Sort key: numeric magnifications ascending, then the rest (``"all"``) alphabetically."""
     try:
@@ -148,7 +143,7 @@ class Run:
     @property
     def magnification(self) -> str:
         """The evaluated magnification as a string (``"40"``) or ``"all"``."""
-        return magnification_label(self._data.magnification)
+        return str(self._data.magnification)
 
     @property
     def split(self) -> str:

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from breakhis_lit.data.naming import LABELS
+from breakhis_lit.data.naming import LABELS, parse_magnification
 from breakhis_lit.errors import BreakHisError
 from breakhis_lit.reporting.options import BootstrapOptions
 from breakhis_lit.reporting.runs import Run, group_runs, split_label
@@ -34,7 +34,6 @@ MULTICLASS_METRICS: tuple[str, ...] = (
 )
 """Table 5 metrics for other tasks (subtypes): per-class F1 would not fit a row."""
 PAPER5_METRICS: tuple[str, ...] = ("accuracy", "f1_benign", "f1_malignant", "iba", "gmean")
-PAPER6_FIELDS: tuple[str, ...] = ("convergence_s", "total_parameters", "average_s")
 TABLE6_NUMBERS: tuple[str, ...] = ("fit_time_s", "time_to_best_s", "best_epoch", "epochs")
 
 METRIC_HEADERS: dict[str, str] = {
@@ -103,10 +102,6 @@ RESOURCES = Path(__file__).resolve().parents[1] / "resources"
 """The package's data folder (paper_table5.csv, paper_table6.csv)."""
 
 
-def _resource(name: str) -> Path:
-    return RESOURCES / name
-
-
 def _read_csv(path: str | Path, required: Sequence[str]) -> list[dict[str, str]]:
     path = Path(path)
     if not path.is_file():
@@ -115,9 +110,7 @@ def _read_csv(path: str | Path, required: Sequence[str]) -> list[dict[str, str]]
         reader = csv.DictReader(handle)
         missing = [name for name in required if name not in (reader.fieldnames or [])]
         if missing:
-            raise BreakHisError(
-                f"{path}: missing column(s) {', '.join(missing)}; use the layout of {_resource(path.name).name}"
-            )
+            raise BreakHisError(f"{path}: missing column(s) {', '.join(missing)}; use the layout of {path.name}")
         return list(reader)
 
 
@@ -139,13 +132,15 @@ def load_paper_table5(path: str | Path | None = None) -> dict[tuple[str, str], d
     Returns:
         ``{(paper model name, magnification): {metric: value}}``.
     """
-    rows = _read_csv(path or _resource("paper_table5.csv"), ("model", "magnification"))
-    return {
-        (row["model"], str(row["magnification"]).strip().upper().removesuffix("X")): {
-            m: _float(row.get(m)) for m in PAPER5_METRICS
-        }
-        for row in rows
-    }
+    path = path or RESOURCES / "paper_table5.csv"
+    table = {}
+    for row in _read_csv(path, ("model", "magnification")):
+        try:
+            magnification = str(parse_magnification(row["magnification"]) or "all")
+        except BreakHisError as err:
+            raise BreakHisError(f"{path}: {err}") from None
+        table[row["model"], magnification] = {m: _float(row.get(m)) for m in PAPER5_METRICS}
+    return table
 
 
 def load_paper_table6(path: str | Path | None = None) -> dict[str, dict[str, Any]]:
@@ -158,7 +153,7 @@ def load_paper_table6(path: str | Path | None = None) -> dict[str, dict[str, Any
     Returns:
         ``{paper model name: {column: value}}``.
     """
-    rows = _read_csv(path or _resource("paper_table6.csv"), ("model",))
+    rows = _read_csv(path or RESOURCES / "paper_table6.csv", ("model",))
     return {row["model"]: {name: _float(value) for name, value in row.items() if name != "model"} for row in rows}
 
 

@@ -14,11 +14,8 @@ are those of ``breakhis test``. Every level's metrics get patient-bootstrap 95% 
 from __future__ import annotations
 
 import csv
-import dataclasses
 import inspect
 import io
-import json
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,14 +25,14 @@ import torch
 import yaml
 from torch import Tensor
 
+from breakhis_lit import rundir
 from breakhis_lit.errors import BreakHisError
-from breakhis_lit.files import atomic_write_text
-from breakhis_lit.rundir import BEST, DEFAULT_EVAL, LAST, SCHEMA, STAIN_SHIFT, STAIN_TARGET, RunDir, utc_now
+from breakhis_lit.files import atomic_write_text, read_json
+from breakhis_lit.rundir import BEST, DEFAULT_EVAL, LAST, SCHEMA, STAIN_SHIFT, RunDir, utc_now
 from breakhis_lit.stain import hed_jitter
 from breakhis_lit.stain.base import StainTarget
-from breakhis_lit.stain.identity import IdentityTarget
 from breakhis_lit.stain.registry import normalize_to
-from breakhis_lit.stain.target_file import load_target
+from breakhis_lit.stain.target_file import run_target
 
 DEFAULT_LEVELS = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0)
 """Multiples of the HED-light strength: none, half, the training augmentation's, and up to three times it."""
@@ -159,27 +156,6 @@ def shift_images(images: Tensor, level: float, seed: int = DEFAULT_SEED) -> Tens
     return out
 
 
-def run_target(run: RunDir, stain_norm: str) -> StainTarget:
-    """The run's saved stain target (``none`` for runs fitted before targets were saved, without normalisation).
-
-    Raises:
-        BreakHisError: When the run normalised its images but its target file is missing, or the file's method is
-            not the config's.
-    """
-    path = run.path / STAIN_TARGET
-    if path.is_file():
-        target = load_target(path)
-        if target.method != stain_norm:
-            raise BreakHisError(
-                f"{path}: holds a {target.method!r} target but the run's config has stain_norm {stain_norm!r}; the "
-                "run directory is inconsistent"
-            )
-        return target
-    if stain_norm != "none":
-        raise BreakHisError(f"{path}: missing, but the run normalises its images ({stain_norm}); fit the run again")
-    return IdentityTarget()
-
-
 def data_module(run: RunDir, config: dict[str, Any], root: str | None, cache_dir: str | None) -> Any:
     """The run's data module, bound to its split, with raw (not normalised) images."""
     from breakhis_lit.data.datamodule import BreakHisDataModule
@@ -265,7 +241,7 @@ def score_run(
     config = yaml.safe_load(run.config.read_text(encoding="utf-8")) or {}
     data = config.get("data") or {}
     stain_norm = str(data.get("stain_norm", "none"))
-    target = run_target(run, stain_norm)
+    target = run_target(run.stain_target, stain_norm)
     dm = data_module(run, config, root, cache_dir)
     dm.setup("test")
     if dm.split_hash() != record.split_hash:
@@ -325,21 +301,11 @@ def record_paths(run: RunDir, checkpoint: str = BEST) -> tuple[Path, Path]:
     return folder / f"{stem}.json", folder / f"{stem}.csv"
 
 
-def _finite(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    return value
-
-
 def write_record(run: RunDir, record: StainShiftRecord) -> tuple[Path, Path]:
     """Write the record (JSON) and its table (CSV: one row per level) into the run's ``test/`` folder, atomically."""
     json_path, csv_path = record_paths(run, Path(record.checkpoint).stem)
     json_path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(json_path, json.dumps(_finite(dataclasses.asdict(record)), indent=2) + "\n")
+    rundir.write_record(json_path, record)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     columns = [f"{m}{suffix}" for m in CSV_METRICS for suffix in ("", "_low", "_high")]
@@ -361,13 +327,11 @@ def read_record(path: str | Path) -> StainShiftRecord:
         BreakHisError: When the file is missing or not such a record.
     """
     path = Path(path)
+    data = read_json(path, "`breakhis stain-shift`")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
         if data.get("schema") != SCHEMA:
             raise ValueError(f"schema {data.get('schema')}")
         data["scores"] = [ShiftScore(**s) for s in data["scores"]]
         return StainShiftRecord(**data)
-    except FileNotFoundError:
-        raise BreakHisError(f"{path}: no such file; run `breakhis stain-shift` on the run first") from None
-    except (OSError, ValueError, TypeError, KeyError, AttributeError) as err:
+    except (ValueError, TypeError, KeyError, AttributeError) as err:
         raise BreakHisError(f"{path}: not a stain-shift record ({err}); run `breakhis stain-shift` again") from None

@@ -26,14 +26,12 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from breakhis_lit.errors import BreakHisError
-from breakhis_lit.stain.base import StainTarget
+from breakhis_lit.stain.base import StainTarget, check_options, check_target, fit_mean, normalize_chunks
 from breakhis_lit.stain.percentile import masked_percentile
 from breakhis_lit.stain.tissue import (
     DEFAULT_BETA,
     DEFAULT_IO,
     DEFAULT_MIN_TISSUE,
-    check_uint8_images,
     optical_density,
     tissue_mask,
 )
@@ -115,19 +113,6 @@ def _analyse(images: Tensor, io: float, alpha: float, beta: float, min_tissue: f
     return _Analysis(stains, conc, max_c, valid)
 
 
-def _check_options(io: float, alpha: float, beta: float, min_tissue: float, batch_size: int) -> None:
-    checks = (
-        ("io", io, io > 0, "240"),
-        ("alpha", alpha, 0 <= alpha < 50, "1"),
-        ("beta", beta, beta > 0, "0.15"),
-        ("min_tissue", min_tissue, 0 <= min_tissue <= 1, "0.01"),
-        ("batch_size", batch_size, batch_size >= 1, "64"),
-    )
-    for name, value, ok, example in checks:
-        if not ok:
-            raise BreakHisError(f"Macenko {name}={value}: out of range; pass e.g. {name}={example}")
-
-
 class MacenkoNormalizer:
     """Macenko stain normalisation (see the module docstring).
 
@@ -150,7 +135,16 @@ class MacenkoNormalizer:
         min_tissue: float = DEFAULT_MIN_TISSUE,
         batch_size: int = 64,
     ) -> None:
-        _check_options(io, alpha, beta, min_tissue, batch_size)
+        check_options(
+            "Macenko",
+            (
+                ("io", io, io > 0, "240"),
+                ("alpha", alpha, 0 <= alpha < 50, "1"),
+                ("beta", beta, beta > 0, "0.15"),
+                ("min_tissue", min_tissue, 0 <= min_tissue <= 1, "0.01"),
+                ("batch_size", batch_size, batch_size >= 1, "64"),
+            ),
+        )
         self.io = io
         self.alpha = alpha
         self.beta = beta
@@ -163,24 +157,14 @@ class MacenkoNormalizer:
         Raises:
             BreakHisError: If no image has enough tissue.
         """
-        check_uint8_images(images)
         fallback = torch.eye(3, 2, device=images.device)
-        stains, max_c, valid = [], [], []
-        for chunk in images.split(self.batch_size):
+
+        def statistics(chunk: Tensor) -> tuple[Tensor, list[Tensor]]:
             a = _analyse(chunk, self.io, self.alpha, self.beta, self.min_tissue, fallback)
-            stains.append(a.stains)
-            max_c.append(a.max_concentrations)
-            valid.append(a.valid)
-        w = torch.cat(valid).to(torch.float64)
-        n_valid = int(w.sum())
-        if n_valid == 0:
-            raise BreakHisError(
-                f"Macenko fit: none of the {images.shape[0]} images has {self.min_tissue:.0%} tissue pixels "
-                f"(OD >= {self.beta}); fit on images with tissue, or lower min_tissue"
-            )
-        mean_stains = (torch.cat(stains).double() * w[:, None, None]).sum(0) / n_valid
+            return a.valid, [a.stains, a.max_concentrations]
+
+        mean_stains, mean_max_c = fit_mean(self, images, statistics)
         mean_stains = mean_stains / mean_stains.norm(dim=0, keepdim=True)
-        mean_max_c = (torch.cat(max_c).double() * w[:, None]).sum(0) / n_valid
         return MacenkoTarget(
             stain_vectors=tuple(tuple(row) for row in mean_stains.T.tolist()),
             max_concentrations=tuple(mean_max_c.tolist()),
@@ -196,17 +180,15 @@ class MacenkoNormalizer:
         Returns:
             uint8 ``[B, 3, H, W]`` on the input's device; images without enough tissue are returned unchanged.
         """
-        check_uint8_images(images)
-        if not isinstance(target, MacenkoTarget):
-            raise BreakHisError(f"stain target {target.method!r} given to the Macenko normaliser; fit it with macenko")
+        check_target("Macenko", images, target, MacenkoTarget)
         ref = torch.tensor(target.stain_vectors, dtype=torch.float32).T.to(images.device)  # [3, 2]
         ref_max_c = torch.tensor(target.max_concentrations, dtype=torch.float32).to(images.device)
-        out = []
-        for chunk in images.split(self.batch_size):
+
+        def rebuild(chunk: Tensor) -> tuple[Tensor, Tensor]:
             a = _analyse(chunk, target.io, target.alpha, target.beta, target.min_tissue, ref)
             scale = ref_max_c / a.max_concentrations.clamp_min(_EPS)
             od = ref @ (a.concentrations * scale[:, :, None])
             rebuilt = od.neg_().exp_().mul_(target.io).clamp_(max=255.0).round_().to(torch.uint8)
-            rebuilt = rebuilt.view(chunk.shape)
-            out.append(torch.where(a.valid[:, None, None, None], rebuilt, chunk))
-        return torch.cat(out) if out else images.clone()
+            return rebuilt.view(chunk.shape), a.valid
+
+        return normalize_chunks(images, self.batch_size, rebuild)

@@ -17,14 +17,12 @@ import dataclasses
 import torch
 from torch import Tensor
 
-from breakhis_lit.errors import BreakHisError
-from breakhis_lit.stain.base import StainTarget
+from breakhis_lit.stain.base import StainTarget, check_options, check_target, fit_mean, normalize_chunks
 from breakhis_lit.stain.lab import lab_to_rgb, rgb_to_lab
 from breakhis_lit.stain.tissue import (
     DEFAULT_BETA,
     DEFAULT_IO,
     DEFAULT_MIN_TISSUE,
-    check_uint8_images,
     optical_density,
     tissue_mask,
 )
@@ -83,14 +81,15 @@ class ReinhardNormalizer:
         min_tissue: float = DEFAULT_MIN_TISSUE,
         batch_size: int = 64,
     ) -> None:
-        for option, value, ok, example in (
-            ("io", io, io > 0, "240"),
-            ("beta", beta, beta > 0, "0.15"),
-            ("min_tissue", min_tissue, 0 <= min_tissue <= 1, "0.01"),
-            ("batch_size", batch_size, batch_size >= 1, "64"),
-        ):
-            if not ok:
-                raise BreakHisError(f"Reinhard {option}={value}: out of range; pass e.g. {option}={example}")
+        check_options(
+            "Reinhard",
+            (
+                ("io", io, io > 0, "240"),
+                ("beta", beta, beta > 0, "0.15"),
+                ("min_tissue", min_tissue, 0 <= min_tissue <= 1, "0.01"),
+                ("batch_size", batch_size, batch_size >= 1, "64"),
+            ),
+        )
         self.io = io
         self.beta = beta
         self.min_tissue = min_tissue
@@ -102,22 +101,12 @@ class ReinhardNormalizer:
         Raises:
             BreakHisError: If no image has enough tissue.
         """
-        check_uint8_images(images)
-        means, stds, valid = [], [], []
-        for chunk in images.split(self.batch_size):
-            _, mean, std, ok = _statistics(chunk, self.io, self.beta, self.min_tissue)
-            means.append(mean)
-            stds.append(std)
-            valid.append(ok)
-        w = torch.cat(valid).to(torch.float64)
-        n_valid = int(w.sum())
-        if n_valid == 0:
-            raise BreakHisError(
-                f"Reinhard fit: none of the {images.shape[0]} images has {self.min_tissue:.0%} tissue pixels "
-                f"(OD >= {self.beta}); fit on images with tissue, or lower min_tissue"
-            )
-        mean = (torch.cat(means).double() * w[:, None]).sum(0) / n_valid
-        std = (torch.cat(stds).double() * w[:, None]).sum(0) / n_valid
+
+        def statistics(chunk: Tensor) -> tuple[Tensor, list[Tensor]]:
+            _, mean, std, valid = _statistics(chunk, self.io, self.beta, self.min_tissue)
+            return valid, [mean, std]
+
+        mean, std = fit_mean(self, images, statistics)
         return ReinhardTarget(
             means=tuple(mean.tolist()),
             stds=tuple(std.tolist()),
@@ -132,18 +121,14 @@ class ReinhardNormalizer:
         Returns:
             uint8 ``[B, 3, H, W]`` on the input's device; images without enough tissue are returned unchanged.
         """
-        check_uint8_images(images)
-        if not isinstance(target, ReinhardTarget):
-            raise BreakHisError(
-                f"stain target {target.method!r} given to the Reinhard normaliser; fit it with reinhard"
-            )
+        check_target("Reinhard", images, target, ReinhardTarget)
         t_mean = torch.tensor(target.means, dtype=torch.float32, device=images.device).view(1, 3, 1, 1)
         t_std = torch.tensor(target.stds, dtype=torch.float32, device=images.device).view(1, 3, 1, 1)
-        out = []
-        for chunk in images.split(self.batch_size):
+
+        def rebuild(chunk: Tensor) -> tuple[Tensor, Tensor]:
             lab, mean, std, valid = _statistics(chunk, target.io, target.beta, target.min_tissue)
             gain = t_std / std.clamp_min(_MIN_STD)[:, :, None, None]
             moved = (lab - mean[:, :, None, None]) * gain + t_mean
-            rebuilt = lab_to_rgb(moved).mul_(255.0).round_().to(torch.uint8)
-            out.append(torch.where(valid[:, None, None, None], rebuilt, chunk))
-        return torch.cat(out) if out else images.clone()
+            return lab_to_rgb(moved).mul_(255.0).round_().to(torch.uint8), valid
+
+        return normalize_chunks(images, self.batch_size, rebuild)

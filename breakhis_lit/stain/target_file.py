@@ -6,8 +6,9 @@ import json
 from pathlib import Path
 
 from breakhis_lit.errors import BreakHisError
-from breakhis_lit.files import atomic_write_text
+from breakhis_lit.files import atomic_write_text, read_json
 from breakhis_lit.stain.base import StainTarget
+from breakhis_lit.stain.identity import IdentityTarget
 from breakhis_lit.stain.registry import target_from_dict
 
 
@@ -23,15 +24,37 @@ def load_target(path: str | Path) -> StainTarget:
         BreakHisError: When the file is missing, not JSON, or not a stain target of this version.
     """
     path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise BreakHisError(f"{path}: no such stain target file; it is written by `breakhis fit`") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise BreakHisError(f"{path}: not a readable stain target ({err}); fit the run again") from None
+    data = read_json(path, "`breakhis fit`")
     if not isinstance(data, dict):
         raise BreakHisError(f"{path}: not a stain target (a JSON object); fit the run again")
     try:
         return target_from_dict(data)
     except BreakHisError as err:
         raise BreakHisError(f"{path}: {err}") from None
+
+
+def run_target(path: str | Path, stain_norm: str) -> StainTarget:
+    """The stain target a run saved at ``path``, checked against the run's ``stain_norm``.
+
+    A run without the file and with ``stain_norm`` ``none`` was fitted before targets were saved, without
+    normalisation: its target is :class:`IdentityTarget`.
+
+    Raises:
+        BreakHisError: When the run normalises its images but the file is missing or unreadable, or the file's
+            method is not ``stain_norm``.
+    """
+    path = Path(path)
+    if not path.is_file() and stain_norm == "none":
+        return IdentityTarget()
+    if not path.is_file():
+        raise BreakHisError(
+            f"{path}: no such file, but the run normalises its images (--data.stain_norm {stain_norm}); a run "
+            "fitted without normalisation has none: pass --data.stain_norm none, or fit the run again"
+        )
+    target = load_target(path)
+    if target.method != stain_norm:
+        raise BreakHisError(
+            f"--data.stain_norm {stain_norm}: the run's stain target {path} is {target.method!r}; pass "
+            f"--data.stain_norm {target.method}"
+        )
+    return target

@@ -18,13 +18,13 @@ from breakhis_lit.robustness.stain_shift import (
     data_module,
     read_record,
     record_paths,
-    run_target,
     score_run,
     shift_images,
     write_record,
 )
 from breakhis_lit.rundir import RunDir
 from breakhis_lit.stain import hed_jitter
+from breakhis_lit.stain.target_file import run_target
 
 
 def _images(n: int = 8, seed: int = 0) -> torch.Tensor:
@@ -89,7 +89,7 @@ def test_level_zero_scores_what_breakhis_test_scored(shift_runs: Path, experimen
 
 def test_a_normalising_run_normalises_the_shifted_images(shift_runs: Path, monkeypatch: pytest.MonkeyPatch):
     run = RunDir(shift_runs / "logs" / "demo_macenko" / "version_0")
-    target = run_target(run, "macenko")
+    target = run_target(run.stain_target, "macenko")
     seen = []
     original = stain_shift.normalize_to
 
@@ -133,6 +133,6 @@ def test_bad_runs_are_named(shift_runs: Path, tmp_path: Path):
     run = RunDir(shift_runs / "logs" / "demo_hed" / "version_0")
     with pytest.raises(BreakHisError, match="--checkpoint middle"):
         score_run(run, [0.0], checkpoint="middle")
-    with pytest.raises(BreakHisError, match="missing, but the run normalises"):
-        run_target(RunDir(tmp_path), "macenko")
-    assert run_target(RunDir(tmp_path), "none").method == "none"
+    with pytest.raises(BreakHisError, match="no such file, but the run normalises"):
+        run_target(RunDir(tmp_path).stain_target, "macenko")
+    assert run_target(RunDir(tmp_path).stain_target, "none").method == "none"
