@@ -80,12 +80,20 @@ class RunPlan:
     resume: bool = False
     eval_name: str | None = None
     differs: tuple[Difference, ...] = ()
+    explain: bool = False
 
     @property
     def output_dir(self) -> Path | None:
-        """Where this verb's files go: the run directory for ``fit``, else its verb or evaluation folder."""
+        """Where this verb's files go: the run directory for ``fit``, else its verb or evaluation folder.
+
+        ``gradcam`` (``explain``) writes into the run's ``gradcam/`` folder (``gradcam/<eval_name>`` with
+        ``--eval_name``), never into ``predict/``.
+        """
         if self.run is None:
             return None
+        if self.explain:
+            folder = self.run.output_dir("gradcam")
+            return folder / self.eval_name if self.eval_name else folder
         return self.run.path if self.verb == "fit" else self.run.output_dir(self.verb, self.eval_name)
 
 
@@ -119,6 +127,9 @@ _RESUME_FREE = {
     "data.stain_target",  # the run's own stain_target.json, bound like split_file
 }
 """Options under those prefixes that only change speed or where files are, not what is trained."""
+
+_FOLDER_OPTIONS = ("task", "image_size")
+"""Data options a run's predictions on a folder of images (``--data.predict_root``) must share with its fit."""
 
 _BEFORE_OPTION: dict[str, Any] = {"data.hed_scale": 0.0, "data.hed_bias": 0.0, "data.stain_norm": "none"}
 """What a run did before these options existed (its config.yaml lacks them): no HED jitter, no stain normalisation."""
@@ -272,7 +283,7 @@ class BreakHisCLI(LightningCLI):
         if self.subcommand in ("fit", "validate", "test", "predict"):
             experiment_dir = Path(cfg.log_root) / cfg.experiment
             _check_writable(experiment_dir, "--log_root")
-            self._plan = self._plan_run(cfg, experiment_dir)
+            self._plan = replace(self._plan_run(cfg, experiment_dir), explain=self._cam)
 
     def _plan_run(self, cfg: Any, experiment_dir: Path) -> RunPlan:
         verb = str(self.subcommand)
@@ -280,10 +291,11 @@ class BreakHisCLI(LightningCLI):
         if verb == "fit" and ckpt is None:
             self._experiment_dir = experiment_dir  # allocated once the model and data are built
             return RunPlan(verb, None, created=True)
-        path, run = _resolve_checkpoint(experiment_dir, ckpt, default=LAST if verb == "fit" else BEST, verb=verb)
+        shown = self._shown_verb
+        path, run = _resolve_checkpoint(experiment_dir, ckpt, default=LAST if verb == "fit" else BEST, verb=shown)
         check_checkpoint_matches(path, cfg.model.backbone)
         cfg.ckpt_path = str(path)
-        print(f"{verb}: using checkpoint {path}", file=sys.stderr)
+        print(f"{shown}: using checkpoint {path}", file=sys.stderr)
         given_split = cfg.data.get("split_file")
         if given_split not in (None, str(run.splits)):
             raise BreakHisError(
@@ -306,16 +318,19 @@ class BreakHisCLI(LightningCLI):
             if str(cfg.data.root) != record.root:
                 differs += (Difference("root", record.root, str(cfg.data.root)),)
             return RunPlan(verb, run, eval_name=eval_name, differs=differs)
+        changed = record.data.differences(spec)
+        if verb == "predict" and cfg.data.get("predict_root") is not None:
+            changed = [c for c in changed if c[0] in _FOLDER_OPTIONS]
+        if changed:
+            option, fitted, given = changed[0]
+            more = f" (and {len(changed) - 1} more)" if len(changed) > 1 else ""
+            folder = verb == "predict" and cfg.data.get("predict_root") is not None
+            rule = "predicts on images prepared as it was trained" if folder else "is scored on its own split"
+            raise BreakHisError(
+                f"--data.{option} {given} differs from the run's {fitted}{more} ({run.path / RUN_RECORD}): a run "
+                f"{rule}; start a new run with `breakhis fit`, or score other data on purpose with --eval_name NAME"
+            )
         if verb != "predict" or cfg.data.get("predict_root") is None:
-            changed = record.data.differences(spec)
-            if changed:
-                option, fitted, given = changed[0]
-                more = f" (and {len(changed) - 1} more)" if len(changed) > 1 else ""
-                raise BreakHisError(
-                    f"--data.{option} {given} differs from the run's {fitted}{more} ({run.path / RUN_RECORD}): a run "
-                    f"is scored on its own split; start a new run with `breakhis fit`, or score other data on "
-                    f"purpose with --eval_name NAME"
-                )
             cfg.data.split_file = str(run.splits)
         return RunPlan(verb, run)
 
@@ -355,6 +370,9 @@ class BreakHisCLI(LightningCLI):
             datamodule.resolve_split()  # a refused split stops here: no run directory, no logger files
         elif scores_split:
             datamodule.check_stain_target()  # predict_root: the run's stain target checked before any logger
+        writer = self._get(self.config_init, "cam" if self._cam else "prediction_writer")
+        if isinstance(writer, PredictionCSVWriter) and plan is not None and plan.output_dir is not None:
+            writer.check_free(plan.output_dir, datamodule)  # before the logger writes its first file
         if plan is not None and plan.created:
             run = _fresh_run(self._experiment_dir)
             plan = self._plan = replace(plan, run=run, created=run is not None and rank_zero_only.rank == 0)
@@ -383,12 +401,17 @@ class BreakHisCLI(LightningCLI):
             shutil.rmtree(plan.run.path, ignore_errors=True)
             print(f"{plan.verb}: removed {plan.run.path}: it failed before its first checkpoint", file=sys.stderr)
 
+    @property
+    def _shown_verb(self) -> str:
+        """The verb as typed: ``gradcam`` runs Lightning's ``predict``."""
+        return "gradcam" if self._cam else str(self.subcommand)
+
     @override
     def _run_subcommand(self, subcommand: str) -> None:
         plan = self._plan
         where = plan.output_dir if plan is not None and rank_zero_only.rank == 0 else None
         if where is not None:
-            print(f"{subcommand}: writing to {where}", file=sys.stderr)
+            print(f"{self._shown_verb}: writing to {where}", file=sys.stderr)
         try:
             super()._run_subcommand(subcommand)
         except BaseException as err:
@@ -399,7 +422,7 @@ class BreakHisCLI(LightningCLI):
                 raise KeyboardInterrupt from None
             raise
         if where is not None:
-            print(f"{subcommand}: done, see {where}", file=sys.stderr)
+            print(f"{self._shown_verb}: done, see {where}", file=sys.stderr)
 
 
 def _fresh_run(experiment_dir: Path) -> RunDir | None:

@@ -75,7 +75,7 @@ DEFAULT_EVAL = "test"
 """Folder of the evaluation on the run's own test split."""
 EVALS = "evals"
 """Folder of the cross-evaluations, one sub-folder per ``--eval_name``."""
-VERB_DIRS: dict[str, str] = {"test": DEFAULT_EVAL, "validate": "validate", "predict": "predict"}
+VERB_DIRS: dict[str, str] = {"test": DEFAULT_EVAL, "validate": "validate", "predict": "predict", "gradcam": "gradcam"}
 """Folder of each verb's outputs inside the run directory (without ``--eval_name``)."""
 SCHEMA = 1
 """Version of the records' layout; readers refuse another."""

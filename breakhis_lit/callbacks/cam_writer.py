@@ -49,13 +49,13 @@ class GradCAMWriter(PredictionCSVWriter):
     never overwritten.
 
     Args:
-        out: Output folder. ``None``: ``gradcam-<folder>`` (``gradcam-test`` for the run's test split) in the
-            verb's folder (``predict/`` of the run).
+        out: Output folder. ``None``: ``<folder>`` (``test`` for the run's test split) in the verb's folder
+            (``gradcam/`` of the run).
         target_class: Explain this class (name or index) for every image instead of the predicted one.
         batch_size: Images per Grad-CAM forward/backward pass.
     """
 
-    default_name = "gradcam-{}"
+    default_name = "{}"
 
     def __init__(self, out: str | None = None, target_class: str | None = None, batch_size: int = 16) -> None:
         super().__init__(output=out)
@@ -63,6 +63,14 @@ class GradCAMWriter(PredictionCSVWriter):
         self.batch_size = batch_size
         self._explained: int | None = None
         self._folder = Path()
+
+    @override
+    def check_free(self, folder: Path, datamodule: Any) -> None:
+        out = self.target(folder, datamodule)
+        existing = [*out.glob(CAM_CSV), *sorted(out.glob("*_gradcam.png"))] if out.is_dir() else []
+        if existing:
+            more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
+            raise BreakHisError(f"{existing[0]} already exists{more}; pass --cam.out OTHER_DIR or delete it")
 
     @override
     def on_predict_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

@@ -39,19 +39,30 @@ class PredictionCSVWriter(BasePredictionWriter):
         self.output = output
         self.written: Path | None = None
 
-    def _target(self, trainer: L.Trainer) -> Path:
+    def target(self, folder: Path, datamodule: Any) -> Path:
+        """The output: ``output``, else :attr:`default_name` in ``folder`` (the verb's folder of the run)."""
         if self.output:
             return Path(self.output)
-        datamodule = trainer.datamodule
         root = datamodule.predict_root if isinstance(datamodule, BreakHisDataModule) else None
         name = Path(root).resolve().name if root else "test"
-        return (run_dir(trainer) or Path(".")) / self.default_name.format(name)
+        return folder / self.default_name.format(name)
+
+    def _target(self, trainer: L.Trainer) -> Path:
+        return self.target(run_dir(trainer) or Path("."), trainer.datamodule)
+
+    def check_free(self, folder: Path, datamodule: Any) -> None:
+        """Refuse, before anything is written, when the output already exists (never overwritten).
+
+        Raises:
+            BreakHisError: Naming the file and the option that picks another.
+        """
+        target = self.target(folder, datamodule)
+        if target.exists():
+            raise BreakHisError(f"{target} already exists; pass --prediction_writer.output OTHER.csv or delete it")
 
     @override
     def on_predict_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        target = self._target(trainer)
-        if target.exists():
-            raise BreakHisError(f"{target} already exists; pass --prediction_writer.output OTHER.csv or delete it")
+        self.check_free(run_dir(trainer) or Path("."), trainer.datamodule)
 
     @override
     def write_on_epoch_end(

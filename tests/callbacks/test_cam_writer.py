@@ -62,7 +62,8 @@ def test_writes_overlays_and_csv_into_the_run_and_never_over_them(
 ) -> None:
     folder, common = run
     main(["gradcam", *common, "--data.predict_root", str(images)])
-    out = folder / "predict" / "gradcam-images"
+    assert f"gradcam: using checkpoint {folder / 'checkpoints' / 'best.ckpt'}" in capsys.readouterr().err
+    out = folder / "gradcam" / "images"
     assert sorted(p.name for p in out.iterdir()) == ["a_gradcam.png", "b_gradcam.png", "c_gradcam.png", "gradcam.csv"]
     with Image.open(out / "a_gradcam.png") as png:
         assert png.size == (46, 30)  # over the original image, not the 32x32 model input
@@ -75,10 +76,28 @@ def test_writes_overlays_and_csv_into_the_run_and_never_over_them(
         assert sum(probs) == pytest.approx(1.0, abs=1e-5)
         assert row["prediction"] == row["target"] == ("benign", "malignant")[int(np.argmax(probs))]
     assert not list((folder / "predict").glob("predictions-*.csv"))  # the Grad-CAM writer instead of the CSV one
-    before = (out / "gradcam.csv").read_text()
+    written = {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
     message = _error(capsys, *common, "--data.predict_root", str(images))
     assert message == f"error: {out / 'gradcam.csv'} already exists (and 3 more); pass --cam.out OTHER_DIR or delete it"
-    assert (out / "gradcam.csv").read_text() == before
+    assert {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()} == written  # refused before any file
+
+
+def test_predict_writes_its_own_folder_and_refuses_another_image_size(
+    run: tuple[Path, list[str]], images: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder, common = run
+    main(["predict", *common, "--data.predict_root", str(images)])
+    assert (folder / "predict" / "predictions-images.csv").is_file()
+    assert not (folder / "predict" / "gradcam.csv").exists()  # gradcam and predict keep their own folders
+    with pytest.raises(SystemExit) as info:
+        main(["predict", *common, "--data.predict_root", str(images), "--data.image_size", "48"])
+    assert info.value.code == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert errors == [
+        f"error: --data.image_size 48 differs from the run's 32 ({folder / 'run.json'}): a run predicts on images "
+        "prepared as it was trained; start a new run with `breakhis fit`, or score other data on purpose with "
+        "--eval_name NAME"
+    ]
 
 
 def test_target_class(run: tuple[Path, list[str]], images: Path, tmp_path: Path) -> None:
