@@ -51,15 +51,17 @@ def _help() -> str:
         "gradcam": "breakhis gradcam --config configs/attn.yaml --data.predict_root my_images/",
         "sweep": "breakhis sweep --configs configs/attn.yaml --seeds 0 1 2",
         "report": "breakhis report lightning_logs --out reports/all",
+        "compare": "breakhis compare lightning_logs/attn lightning_logs/resnet50 --out reports/attn_vs_resnet50",
+        "stain-shift": "breakhis stain-shift lightning_logs/attn --out reports/stain",
     }
     lines = [USAGE, "", DESCRIPTION, "", "verbs:"]
     lines += [
-        f"  {verb:10s} {examples.get(verb, f'breakhis {verb} --help')}" for verb in (*LIGHTNING_VERBS, *EXTRA_VERBS)
+        f"  {verb:12s} {examples.get(verb, f'breakhis {verb} --help')}" for verb in (*LIGHTNING_VERBS, *EXTRA_VERBS)
     ]
     lines += [
         "",
         "`breakhis VERB --help` lists a verb's options (`breakhis fit --model.backbone.help DALAResNet50`: a",
-        "backbone's).",
+        "backbone's). The package verbs' options take hyphens or underscores (--n-resamples, --n_resamples).",
     ]
     return "\n".join(lines)
 
@@ -77,6 +79,17 @@ def __getattr__(name: str) -> Any:
 
 def _extra_verb(name: str) -> Callable[[list[str]], int]:
     return importlib.import_module(EXTRA_VERBS[name]).main
+
+
+def _hyphenated(argv: list[str]) -> list[str]:
+    """The package verbs' options spelled with hyphens: ``--n_resamples`` is ``--n-resamples``, as in Lightning's."""
+    out = []
+    for arg in argv:
+        if arg.startswith("--") and "_" in arg.split("=", 1)[0]:
+            name, *value = arg.split("=", 1)
+            arg = "=".join([name.replace("_", "-"), *value])
+        out.append(arg)
+    return out
 
 
 def main(args: Any = None) -> None:
@@ -97,7 +110,7 @@ def main(args: Any = None) -> None:
         raise SystemExit(2)
     try:
         if argv and argv[0] in EXTRA_VERBS:
-            code = _extra_verb(argv[0])(argv[1:])
+            code = _extra_verb(argv[0])(_hyphenated(argv[1:]))
             if code:
                 raise SystemExit(code)
             return

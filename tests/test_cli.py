@@ -314,3 +314,11 @@ def test_yaml_error_names_the_config_file(tmp_path: Path, capsys: pytest.Capture
         run_cli("fit", "--config", str(tmp_path / "missing.yaml"))
     assert exit_info.value.code == 2
     assert f"--config {tmp_path / 'missing.yaml'}: no such file" in capsys.readouterr().err
+
+
+def test_package_verbs_take_underscored_options_as_hyphenated() -> None:
+    from breakhis_lit.cli import _hyphenated
+
+    assert _hyphenated(["runs", "--n_resamples", "10", "--log_root=a_b", "--out", "x_y"]) == [
+        "runs", "--n-resamples", "10", "--log-root=a_b", "--out", "x_y",
+    ]  # fmt: skip

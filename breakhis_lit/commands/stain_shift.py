@@ -50,11 +50,11 @@ def build_parser() -> argparse.ArgumentParser:
         default="best",
         help="the run's checkpoint to score: best (default, as `breakhis test`) or last",
     )
-    parser.add_argument("--n_resamples", type=int, default=2000, help="bootstrap replicates (default 2000)")
+    parser.add_argument("--n-resamples", type=int, default=2000, help="bootstrap replicates (default 2000)")
     parser.add_argument("--device", default="auto", help="'auto' (CUDA when available), 'cpu', 'cuda', 'cuda:1'...")
-    parser.add_argument("--batch_size", type=int, default=128, help="images per forward pass (default 128)")
+    parser.add_argument("--batch-size", type=int, default=128, help="images per forward pass (default 128)")
     parser.add_argument("--root", default=None, help="data root (default: each run's data.root)")
-    parser.add_argument("--cache_dir", default=None, help="image cache folder (default: each run's, else the default)")
+    parser.add_argument("--cache-dir", default=None, help="image cache folder (default: each run's, else the default)")
     return parser
 
 
@@ -77,7 +77,7 @@ def _run(args: argparse.Namespace) -> int:
 
     levels = check_levels(args.levels)
     if args.n_resamples < 1 or args.batch_size < 1:
-        raise BreakHisError("--n_resamples and --batch_size: must be at least 1; pass e.g. --n_resamples 2000")
+        raise BreakHisError("--n-resamples and --batch-size: must be at least 1; pass e.g. --n-resamples 2000")
     device = args.device
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"

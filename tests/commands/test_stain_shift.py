@@ -42,7 +42,7 @@ def test_writes_records_figures_and_table(runs: Path, capsys: pytest.CaptureFixt
     ("extra", "message"),
     [
         (["--levels", "-1"], "--levels -1.0: distinct multiples"),
-        (["--n_resamples", "0"], "--n_resamples and --batch_size: must be at least 1"),
+        (["--n_resamples", "0"], "--n-resamples and --batch-size: must be at least 1"),
     ],
 )
 def test_bad_options_are_named(
