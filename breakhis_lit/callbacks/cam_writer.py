@@ -14,11 +14,11 @@ from breakhis_lit.callbacks.prediction_writer import PredictionCSVWriter
 from breakhis_lit.data.breakhis import SampleRecord
 from breakhis_lit.data.cache import decode_image
 from breakhis_lit.errors import BreakHisError
-from breakhis_lit.files import atomic_write_text
-from breakhis_lit.gradcam import compute_cams, overlay, save_png
+from breakhis_lit.files import atomic_write_text, run_dir
+from breakhis_lit.gradcam import caption, captioned, compute_cams, overlay, save_png
 
 CAM_CSV = "gradcam.csv"
-"""The table of :class:`GradCAMWriter`: ``path, prediction, prob_<class>..., target``."""
+"""The table of :class:`GradCAMWriter`: ``path, label, prediction, prob_<class>..., target``."""
 
 
 def overlay_name(path: str) -> str:
@@ -44,9 +44,10 @@ class GradCAMWriter(PredictionCSVWriter):
 
     For every image of the predict run (``--data.predict_root`` or the run's test split) it writes
     ``<out>/<stem>_gradcam.png``, the heat map of the predicted class (or of ``target_class``) over the image at
-    its full size, and, gathered from every process, ``<out>/gradcam.csv`` (path, predicted class, class
-    probabilities, explained class). Each process writes the overlays of its own images. Existing outputs are
-    never overwritten.
+    its full size under a caption (true class when the file name tells it, predicted class and probability,
+    explained class; "no positive evidence" for an all-zero map), and, gathered from every process,
+    ``<out>/gradcam.csv`` (path, true class, predicted class, class probabilities, explained class). Each process
+    writes the overlays of its own images. Existing outputs are never overwritten.
 
     Args:
         out: Output folder. ``None``: ``<folder>`` (``test`` for the run's test split) in the verb's folder
@@ -77,7 +78,8 @@ class GradCAMWriter(PredictionCSVWriter):
         data = trainer.datamodule
         if self.target_class is not None:
             self._explained = class_index(str(self.target_class), list(data.classes))
-        self._folder = self._target(trainer)
+        folder = run_dir(trainer) or Path(".")
+        self._folder = self.target(folder, data)
         names: dict[str, str] = {}
         for record in data.records("predict"):
             name = overlay_name(record.path)
@@ -87,10 +89,7 @@ class GradCAMWriter(PredictionCSVWriter):
                     "names in separate runs"
                 )
             names[name] = record.path
-        existing = [p for p in (self._folder / CAM_CSV, *(self._folder / n for n in names)) if p.exists()]
-        if existing:
-            more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
-            raise BreakHisError(f"{existing[0]} already exists{more}; pass --cam.out OTHER_DIR or delete it")
+        self.check_free(folder, data)  # on every process: outputs of an earlier run
         self._folder.mkdir(parents=True, exist_ok=True)
         trainer.strategy.barrier("gradcam_outputs_checked")  # no process writes before every one has checked
 
@@ -109,11 +108,14 @@ class GradCAMWriter(PredictionCSVWriter):
         probs = outputs["probs"]
         targets = probs.argmax(dim=1).tolist() if self._explained is None else [self._explained] * len(probs)
         cams, _ = compute_cams(pl_module.backbone, batch["image"], targets, batch_size=self.batch_size)
-        records = data.records("predict")
-        for cam, i in zip(cams, batch["index"].tolist(), strict=True):
-            path = records[i].path
-            original = decode_image(path if data.predict_root else data.index.abspath(path), None)
-            save_png(overlay(original, cam), self._folder / overlay_name(path))
+        records, classes = data.records("predict"), list(data.classes)
+        for cam, p, target, i in zip(cams, probs.tolist(), targets, batch["index"].tolist(), strict=True):
+            record = records[i]
+            original = decode_image(record.path if data.predict_root else data.index.abspath(record.path), None)
+            pred = max(range(len(p)), key=p.__getitem__)
+            text = caption(classes[pred], p[pred], classes[record.label] if record.label >= 0 else None)
+            text += f" · Grad-CAM of {classes[target]}" + (" (no positive evidence)" if cam.max() <= 0 else "")
+            save_png(captioned(overlay(original, cam), text), self._folder / overlay_name(record.path))
 
     @override
     def _write(
@@ -121,10 +123,11 @@ class GradCAMWriter(PredictionCSVWriter):
     ) -> None:
         table = io.StringIO()
         writer = csv.writer(table, lineterminator="\n")
-        writer.writerow(["path", "prediction", *[f"prob_{c}" for c in classes], "target"])
+        writer.writerow(["path", "label", "prediction", *[f"prob_{c}" for c in classes], "target"])
         for record, row in zip(records, probs, strict=True):
             pred = max(range(len(row)), key=row.__getitem__)
             explained = pred if self._explained is None else self._explained
-            writer.writerow([record.path, classes[pred], *[f"{p:.6f}" for p in row], classes[explained]])
+            label = classes[record.label] if record.label >= 0 else ""
+            writer.writerow([record.path, label, classes[pred], *[f"{p:.6f}" for p in row], classes[explained]])
         self.written = atomic_write_text(self._folder / CAM_CSV, table.getvalue())
         print(f"wrote {len(records)} Grad-CAM overlay(s) and {CAM_CSV} to {self._folder}")

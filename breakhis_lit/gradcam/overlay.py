@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import torch
 from matplotlib.figure import Figure
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 from pytorch_grad_cam.utils.image import show_cam_on_image
 
 
@@ -60,6 +60,30 @@ def caption(pred: str, prob: float, true: str | None = None) -> str:
     """The title of one example, e.g. ``"true: malignant / pred: malignant (0.97)"``."""
     predicted = f"pred: {pred} ({prob:.2f})"
     return predicted if true is None else f"true: {true} / {predicted}"
+
+
+def captioned(image: torch.Tensor | np.ndarray, text: str) -> np.ndarray:
+    """The image under a white strip holding ``text``, wrapped to the image's width (font scaled with it).
+
+    Returns:
+        ``[H + strip, W, 3]`` uint8 RGB.
+    """
+    rgb = to_hwc_uint8(image)
+    width = rgb.shape[1]
+    size = max(10, round(width / 45))
+    font = ImageFont.load_default(size)
+    lines: list[str] = []
+    for word in text.split():
+        if lines and font.getlength(f"{lines[-1]} {word}") <= width - 8:
+            lines[-1] = f"{lines[-1]} {word}"
+        else:
+            lines.append(word)
+    step = size + 4
+    strip = Image.new("RGB", (width, step * len(lines) + 4), "white")
+    draw = ImageDraw.Draw(strip)
+    for k, line in enumerate(lines):
+        draw.text((4, 2 + k * step), line, fill="black", font=font)
+    return np.concatenate([np.asarray(strip), rgb], axis=0)
 
 
 def grid(

@@ -66,10 +66,14 @@ def test_writes_overlays_and_csv_into_the_run_and_never_over_them(
     out = folder / "gradcam" / "images"
     assert sorted(p.name for p in out.iterdir()) == ["a_gradcam.png", "b_gradcam.png", "c_gradcam.png", "gradcam.csv"]
     with Image.open(out / "a_gradcam.png") as png:
-        assert png.size == (46, 30)  # over the original image, not the 32x32 model input
+        width, height = png.size
+        assert width == 46  # over the original image, not the 32x32 model input
+        assert height > 30  # under a caption
         assert png.mode == "RGB"
+        assert (np.asarray(png)[: height - 30] == 255).mean() > 0.5  # the caption's white strip on top
     rows = _rows(out / "gradcam.csv")
-    assert list(rows[0]) == ["path", "prediction", "prob_benign", "prob_malignant", "target"]
+    assert list(rows[0]) == ["path", "label", "prediction", "prob_benign", "prob_malignant", "target"]
+    assert {r["label"] for r in rows} == {""}  # these file names tell no class
     assert [Path(r["path"]).name for r in rows] == ["a.png", "b.JPG", "c.tif"]
     for row in rows:
         probs = [float(row["prob_benign"]), float(row["prob_malignant"])]
