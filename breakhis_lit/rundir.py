@@ -104,7 +104,6 @@ FILES: tuple[tuple[str, str], ...] = (
         "events.out.tfevents.*",
         "TensorBoard: losses, metrics, learning rate, images/s, confusion matrices, PR curves, Grad-CAM grids",
     ),
-    (f"{DEFAULT_EVAL}/{CONFIG}", "the test's resolved config"),
     (
         f"{DEFAULT_EVAL}/{EVAL_RECORD}",
         "every test metric, what was scored (split hash, images, patients) and the checkpoint",
@@ -126,7 +125,19 @@ FILES: tuple[tuple[str, str], ...] = (
         f"{EVALS}/<name>/",
         "a cross-evaluation (`--eval_name NAME`): the files of `test/` plus the `splits.csv` it scored",
     ),
-    ("validate/, predict/", "the config and outputs of `validate` and `predict`"),
+    (
+        f"{DEFAULT_EVAL}/{CONFIG}, {DEFAULT_EVAL}/hparams.yaml, {DEFAULT_EVAL}/events.out.tfevents.*",
+        "the test's resolved config, and its TensorBoard log (test metrics, confusion matrix, Grad-CAM grid)",
+    ),
+    (
+        "validate/, predict/",
+        "the config, TensorBoard log and outputs of `validate` and `predict` (`predictions-<folder>.csv`)",
+    ),
+    (
+        "gradcam/<folder>/",
+        "`breakhis gradcam`: a captioned `<stem>_gradcam.png` overlay per image and `gradcam.csv` (path, true class, "
+        "prediction, class probabilities, explained class); `gradcam/test/` without `--data.predict_root`",
+    ),
 )
 """Every file of a run directory and what it holds (the README's "What a run writes" is generated from it)."""
 
