@@ -14,9 +14,9 @@ one. Generation is deterministic (same bytes for the same arguments) and uses nu
 from __future__ import annotations
 
 import json
-import logging
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -31,8 +31,6 @@ from breakhis_lit.data.naming import (
     image_path,
 )
 from breakhis_lit.errors import BreakHisError
-
-log = logging.getLogger(__name__)
 
 DEMO_MARKER = "demo.json"
 DEFAULT_SIZE = (160, 105)
@@ -301,7 +299,7 @@ def ensure_demo(root: Path, seed: int = 0) -> None:
             return
         tmp = base.parent / f".{base.name}.demo-tmp-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
-        log.info("generating demo data in %s", base)
+        print(f"generating the demo data ({demo_image_count()} synthetic images) in {base}", file=sys.stderr)
         generate_demo(tmp, seed=seed)
         try:
             if root.is_dir() and root != base:
