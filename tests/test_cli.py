@@ -13,18 +13,12 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from breakhis_lit.checkpoints import load_classifier
 from breakhis_lit.cli import main
-from breakhis_lit.data.demo import generate_demo
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
 
 
 def run_cli(*args: str) -> None:
     main(list(args))
-
-
-@pytest.fixture(scope="module")
-def demo_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return generate_demo(tmp_path_factory.mktemp("demo") / "data")
 
 
 @pytest.fixture(scope="module")
@@ -37,6 +31,7 @@ def trained(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[s
         "--data.root", str(demo_root),
         "--data.cache_dir", str(logs / "cache"),
         "--trainer.max_epochs", "2",
+        "--data.image_size", "48",
         "--trainer.enable_progress_bar", "false",
         "--gradcam.every_n_epochs", "1",
         "--figures.every_n_epochs", "1",

@@ -14,7 +14,6 @@ import pytest
 import yaml
 
 from breakhis_lit.cli import main
-from breakhis_lit.data.demo import generate_demo
 from breakhis_lit.data.splits import read_split_csv
 from breakhis_lit.rundir import RunDir, RunRecord, read_record
 
@@ -40,11 +39,6 @@ def _hashes(folder: Path) -> dict[str, str]:
         for p in sorted(folder.rglob("*"))
         if p.is_file()
     }
-
-
-@pytest.fixture(scope="module")
-def demo_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return generate_demo(tmp_path_factory.mktemp("demo") / "data")
 
 
 @pytest.fixture(scope="module")

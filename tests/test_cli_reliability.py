@@ -19,15 +19,9 @@ import pytest
 import torch
 
 from breakhis_lit.cli import main
-from breakhis_lit.data.demo import generate_demo
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = str(ROOT / "configs" / "demo.yaml")
-
-
-@pytest.fixture(scope="module")
-def demo_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return generate_demo(tmp_path_factory.mktemp("demo") / "data")
 
 
 def _args(demo_root: Path, logs: Path, *extra: str) -> list[str]:

@@ -9,18 +9,12 @@ import pytest
 import torch
 
 from breakhis_lit.data import BreakHisDataModule
-from breakhis_lit.data.demo import generate_demo
 from breakhis_lit.errors import BreakHisError
 from breakhis_lit.metrics import ClassificationMetrics
 from breakhis_lit.models import BreakHisClassifier, DALAResNet
 from breakhis_lit.models.epoch_buffer import EpochBuffer
 
 CLASSES = ["benign", "malignant"]
-
-
-@pytest.fixture(scope="module")
-def demo_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return generate_demo(tmp_path_factory.mktemp("demo") / "data")
 
 
 def _data(root: Path, tmp: Path, **kwargs) -> BreakHisDataModule:

@@ -13,7 +13,6 @@ import torch
 
 from breakhis_lit.checkpoints import AtomicCheckpointIO
 from breakhis_lit.data import BreakHisDataModule
-from breakhis_lit.data.demo import generate_demo
 from breakhis_lit.models import BreakHisClassifier, DALAResNet
 
 BINARY = ["benign", "malignant"]
@@ -22,11 +21,6 @@ pytestmark = [
     pytest.mark.gpu,
     pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
 ]
-
-
-@pytest.fixture(scope="module")
-def demo_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return generate_demo(tmp_path_factory.mktemp("demo") / "data")
 
 
 def _fit(root: Path, tmp: Path, model: BreakHisClassifier, epochs: int = 2) -> BreakHisDataModule:
