@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -216,7 +217,7 @@ def compare_sides(
             )
     comparisons = []
     for key in sorted(a_by, key=lambda k: (task_order(k[0]), magnification_order(k[1]))):
-        name_a, name_b = _side_name(a_by[key]), _side_name(b_by[key])
+        name_a, name_b = _side_names(a_by[key], b_by[key])
         found = compare(name_a, a_by[key], name_b, b_by[key], shared=shared, metrics=metrics, options=options)
         comparisons.append(found)
     return comparisons
@@ -226,6 +227,16 @@ def _side_name(runs: Sequence[Run]) -> str:
     models = sorted({run.model for run in runs}, key=model_order)
     splits = sorted({split_label(run.split, run.group_by) for run in runs})
     return f"{' + '.join(models)} · {' + '.join(splits)}" if len(splits) == 1 else " + ".join(models)
+
+
+def _side_names(runs_a: Sequence[Run], runs_b: Sequence[Run]) -> tuple[str, str]:
+    """Each side's model and split; equal ones followed by where the side lies (``demo/version_0``)."""
+    name_a, name_b = _side_name(runs_a), _side_name(runs_b)
+    where = [Path(os.path.commonpath([run.path.resolve() for run in runs])) for runs in (runs_a, runs_b)]
+    if name_a != name_b or where[0] == where[1]:
+        return name_a, name_b
+    base = Path(os.path.commonpath(where)).parent
+    return f"{name_a} · {where[0].relative_to(base)}", f"{name_b} · {where[1].relative_to(base)}"
 
 
 def report_comparisons(
