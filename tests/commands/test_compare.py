@@ -94,4 +94,7 @@ def test_runs_of_one_model_are_told_apart_by_where_they_lie(tmp_path, capsys) ->
     title, question = capsys.readouterr().out.split("\n\n")[:2]
     a, b = "DALAResNet50 · patient (accession) · demo/version_0", "DALAResNet50 · patient (accession) · demo/version_1"
     assert title == f"# {a} against {b}"
-    assert question.startswith(f"**Does {a} beat {b} here?**")
+    assert question.startswith(f"**Does {a} beat {b} here?** Yes, after Holm's correction.")
+    assert "On accuracy: significantly better in the one comparison." in question
+    assert "On AUROC: significantly better in the one comparison." in question
+    assert "training-seed variation" in question
