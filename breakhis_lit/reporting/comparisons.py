@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -216,7 +217,7 @@ def compare_sides(
             )
     comparisons = []
     for key in sorted(a_by, key=lambda k: (task_order(k[0]), magnification_order(k[1]))):
-        name_a, name_b = _side_name(a_by[key]), _side_name(b_by[key])
+        name_a, name_b = _side_names(a_by[key], b_by[key])
         found = compare(name_a, a_by[key], name_b, b_by[key], shared=shared, metrics=metrics, options=options)
         comparisons.append(found)
     return comparisons
@@ -226,6 +227,16 @@ def _side_name(runs: Sequence[Run]) -> str:
     models = sorted({run.model for run in runs}, key=model_order)
     splits = sorted({split_label(run.split, run.group_by) for run in runs})
     return f"{' + '.join(models)} · {' + '.join(splits)}" if len(splits) == 1 else " + ".join(models)
+
+
+def _side_names(runs_a: Sequence[Run], runs_b: Sequence[Run]) -> tuple[str, str]:
+    """Each side's model and split; equal ones followed by where the side lies (``demo/version_0``)."""
+    name_a, name_b = _side_name(runs_a), _side_name(runs_b)
+    where = [Path(os.path.commonpath([run.path.resolve() for run in runs])) for runs in (runs_a, runs_b)]
+    if name_a != name_b or where[0] == where[1]:
+        return name_a, name_b
+    base = Path(os.path.commonpath(where)).parent
+    return f"{name_a} · {where[0].relative_to(base)}", f"{name_b} · {where[1].relative_to(base)}"
 
 
 def report_comparisons(
@@ -426,31 +437,42 @@ def _listing(rows: Sequence[dict[str, Any]], limit: int = 6) -> str:
 
 
 def headline(rows: Sequence[dict[str, Any]], name_a: str, question_b: str = "each baseline") -> str:
-    """The first sentence of a comparison file: whether a beats b (each baseline) on the first metric, after Holm."""
+    """The first sentences of a comparison file: whether a beats b (each baseline) after Holm, metric by metric."""
     question = f"**Does {name_a} beat {question_b} here?**"
     if not rows:
         return f"{question} Not answered: no comparison could be made (see the notes)."
-    metric = rows[0]["metric"]
-    rows = [row for row in rows if row["metric"] == metric]
-    label = METRIC_NAMES.get(metric, metric)
+    better = [row for row in rows if row["significant"] and row["difference"] > 0]
+    verdict = "Yes" if len(better) == len(rows) else "No" if not better else "Only partly"
+    metrics = dict.fromkeys(row["metric"] for row in rows)
+    clauses = [_metric_clause([row for row in rows if row["metric"] == metric]) for metric in metrics]
+    return " ".join([f"{question} {verdict}, after Holm's correction.", *clauses, _single_run_note(rows)]).strip()
+
+
+def _metric_clause(rows: Sequence[dict[str, Any]]) -> str:
+    """``On accuracy: significantly better in 2 of the 3 comparisons, against ...``: one metric's rows."""
+    label, n = METRIC_NAMES.get(rows[0]["metric"], rows[0]["metric"]), len(rows)
     better = [row for row in rows if row["significant"] and row["difference"] > 0]
     worse = [row for row in rows if row["significant"] and row["difference"] < 0]
     neither = [row for row in rows if not row["significant"]]
-    scope = f"{len(rows)} comparison{'s' if len(rows) != 1 else ''}"
-    if len(better) == len(rows):
-        return f"{question} Yes: on {label} it is better in all {scope}, each significant after Holm's correction."
-    if not better:
-        text = f"{question} No: on {label} it is significantly better in none of the {scope} after Holm's correction"
-    else:
-        text = (
-            f"{question} Only partly: on {label} it is significantly better in {len(better)} of the {scope} after "
-            f"Holm's correction, against {_listing(better)}"
-        )
-    if neither:
-        text += f"; no significant difference from {_listing(neither)}"
-    if worse:
-        text += f"; significantly worse than {_listing(worse)}"
-    return text + "."
+    if len(better) == n:
+        return f"On {label}: significantly better in {'the one comparison' if n == 1 else f'all {n} comparisons'}."
+    head = f"significantly better in {len(better) or 'none'} of the {n} comparisons"
+    parts = [head + (f", against {_listing(better)}" if better else "")] if n > 1 else []
+    parts += [f"no significant difference from {_listing(neither)}"] if neither else []
+    parts += [f"significantly worse than {_listing(worse)}"] if worse else []
+    return f"On {label}: " + "; ".join(parts) + "."
+
+
+def _single_run_note(rows: Sequence[dict[str, Any]]) -> str:
+    """The sentence saying what intervals of single runs leave out (empty when every side has several seeds)."""
+    single = sum(row["n_pairs"] == 1 for row in rows)
+    if not single:
+        return ""
+    which = "Each side is" if single == len(rows) else f"In {single} of the {len(rows)} rows each side is"
+    return (
+        f"{which} a single run (one training seed), so the intervals cover the sampling of test patients only, "
+        "not training-seed variation; run several seeds with `breakhis sweep` to include it."
+    )
 
 
 COMPARISONS_CAPTION = (
@@ -509,7 +531,7 @@ SPLITS_CAPTION = (
 
 
 def split_headline(rows: Sequence[dict[str, Any]]) -> str:
-    """The sentence answering whether the image split flatters a model (first metric, first comparison)."""
+    """Whether the image split flatters a model (first metric, first comparison), with the single-run note."""
     row = rows[0]
     label = METRIC_NAMES.get(row["metric"], row["metric"])
     verdict = "yes" if row["significant"] and row["difference"] > 0 else "not significantly here"
@@ -534,7 +556,7 @@ def split_headline(rows: Sequence[dict[str, Any]]) -> str:
             )
         else:
             text += "."
-    return text
+    return f"{text} {_single_run_note([row])}".strip()
 
 
 def _own_text(row: dict[str, Any], side: str) -> str:

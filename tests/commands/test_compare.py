@@ -84,3 +84,17 @@ def test_class_with_one_patient_is_refused(tmp_path, capsys) -> None:
 def test_unknown_metric_is_refused(logs, capsys) -> None:
     line = _refused([str(logs / "attn"), str(logs / "r50"), "--metric", "acuracy"], capsys)
     assert "--metric acuracy: unknown" in line
+
+
+def test_runs_of_one_model_are_told_apart_by_where_they_lie(tmp_path, capsys) -> None:
+    for version, quality in ((0, 0.95), (1, 0.8)):
+        write_fake_run(tmp_path / "demo" / f"version_{version}", quality=quality, n_images=400, gradcam=False)
+    main(["compare", str(tmp_path / "demo" / "version_0"), str(tmp_path / "demo" / "version_1"),
+          "--metric", "accuracy", "--metric", "auroc", *FAST])  # fmt: skip
+    title, question = capsys.readouterr().out.split("\n\n")[:2]
+    a, b = "DALAResNet50 · patient (accession) · demo/version_0", "DALAResNet50 · patient (accession) · demo/version_1"
+    assert title == f"# {a} against {b}"
+    assert question.startswith(f"**Does {a} beat {b} here?** Yes, after Holm's correction.")
+    assert "On accuracy: significantly better in the one comparison." in question
+    assert "On AUROC: significantly better in the one comparison." in question
+    assert "training-seed variation" in question

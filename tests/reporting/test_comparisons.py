@@ -95,7 +95,7 @@ def test_runs_on_different_patients_are_not_compared_and_say_why(tmp_path) -> No
 
 
 def test_headline_answers_the_question() -> None:
-    base = {"metric": "accuracy", "magnification": "40", "low": -0.1, "high": 0.1, "p_adjusted": 0.01}
+    base = {"metric": "accuracy", "magnification": "40", "low": -0.1, "high": 0.1, "p_adjusted": 0.01, "n_pairs": 2}
     better = {**base, "b": "resnet50", "difference": 0.05, "significant": True}
     same = {**base, "b": "vgg16", "difference": 0.01, "significant": False}
     assert headline([better], "DALAResNet50").startswith("**Does DALAResNet50 beat each baseline here?** Yes")
@@ -104,3 +104,19 @@ def test_headline_answers_the_question() -> None:
     assert "no significant difference from vgg16 at 40×" in text
     assert headline([same], "X").startswith("**Does X beat each baseline here?** No")
     assert "Not answered" in headline([], "X")
+
+
+def test_headline_summarises_every_metric_and_says_what_one_run_leaves_out() -> None:
+    base = {"magnification": "40", "b": "B", "low": 0.01, "high": 0.1, "p_adjusted": 0.01, "n_pairs": 1}
+    accuracy = {**base, "metric": "accuracy", "difference": 0.05, "significant": True}
+    auroc = {**base, "metric": "auroc", "difference": 0.01, "significant": False}
+    text = headline([accuracy, auroc], "A", "B")
+    assert text.startswith("**Does A beat B here?** Only partly, after Holm's correction.")
+    assert "On accuracy: significantly better in the one comparison." in text
+    assert "On AUROC: no significant difference from B at 40×" in text
+    assert "Each side is a single run (one training seed)" in text
+    assert "`breakhis sweep`" in text
+    several = [{**accuracy, "n_pairs": 2}, {**accuracy, "magnification": "100", "n_pairs": 2}]
+    text = headline(several, "A", "B")
+    assert "On accuracy: significantly better in all 2 comparisons." in text
+    assert "single run" not in text
