@@ -6,6 +6,7 @@ package's own verbs do not need.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -412,8 +413,10 @@ class BreakHisCLI(LightningCLI):
         where = plan.output_dir if plan is not None and rank_zero_only.rank == 0 else None
         if where is not None:
             print(f"{self._shown_verb}: writing to {where}", file=sys.stderr)
+        fitting = plan is not None and plan.verb == "fit" and plan.run is not None and rank_zero_only.rank == 0
         try:
-            super()._run_subcommand(subcommand)
+            with plan.run.fitting() if fitting else contextlib.nullcontext():
+                super()._run_subcommand(subcommand)
         except BaseException as err:
             self._remove_failed_run()
             # Lightning answers Ctrl-C with sys.exit(1) after its graceful shutdown; the command line exits 130.
@@ -448,6 +451,8 @@ def _resolve_checkpoint(experiment_dir: Path, ckpt: str | None, default: str, ve
         )
     if not run.splits.is_file():
         raise BreakHisError(f"{run.splits}: missing, so the run's split is unknown; start a new run")
+    if rank_zero_only.rank == 0:  # the processes a resumed DDP fit launches find their rank zero holding it
+        run.check_not_fitting()
     return path, run
 
 

@@ -10,6 +10,7 @@ this module, so the layout below is the whole contract::
         splits.csv                          the split (every image, its group, side and file size)
         history.csv                         one row per epoch
         fit.json                            FitRecord: what happened (fit time, best epoch)
+        .fitting.lock                       held while a fit writes the run
         stain_target.json                   the stain normalisation target, fitted on the training split
         checkpoints/best.ckpt, last.ckpt
         events.out.tfevents.*               TensorBoard (the fit)
@@ -22,10 +23,12 @@ this module, so the layout below is the whole contract::
             events.out.tfevents.*           TensorBoard (the test)
         evals/<name>/                       a cross-evaluation (``--eval_name``): the files of test/
         validate/, predict/                 config and outputs of those verbs
+        gradcam/<folder>/                   Grad-CAM overlays and gradcam.csv of ``breakhis gradcam``
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import io
@@ -34,11 +37,13 @@ import math
 import os
 import re
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+
+from filelock import FileLock, Timeout
 
 from breakhis_lit.errors import BreakHisError
 from breakhis_lit.files import atomic_write_text, read_json
@@ -52,6 +57,7 @@ SPLITS = "splits.csv"
 HISTORY = "history.csv"
 """Per-epoch metrics of the fit."""
 FIT_RECORD = "fit.json"
+FITTING_LOCK = ".fitting.lock"
 """What happened in fit: a :class:`FitRecord`."""
 STAIN_TARGET = "stain_target.json"
 """The stain normalisation target of the run (:mod:`breakhis_lit.stain.target_file`), fitted on its training split."""
@@ -90,6 +96,10 @@ FILES: tuple[tuple[str, str], ...] = (
     (SPLITS, "every image of the run with its group, patient, label, side (train/val/test/skipped) and file size"),
     (HISTORY, "one row per epoch: every train/val metric and the elapsed time"),
     (FIT_RECORD, "what happened: fit time, epochs, best epoch (1-based) and the time to reach it"),
+    (
+        FITTING_LOCK,
+        "held by `fit` while it runs (released even when it is killed): other verbs refuse the run until then",
+    ),
     (
         STAIN_TARGET,
         "the stain normalisation target (`--data.stain_norm`), fitted on the training split only; method `none` "
@@ -711,6 +721,45 @@ class RunDir:
     def checkpoint(self, stem: str) -> Path:
         """``checkpoints/<stem>.ckpt``."""
         return self.path / CHECKPOINTS / f"{stem}.ckpt"
+
+    @contextlib.contextmanager
+    def fitting(self) -> Iterator[None]:
+        """Hold the run's fitting lock while a fit writes it (released by the OS even when the process is killed).
+
+        Raises:
+            BreakHisError: When another process is fitting the run.
+        """
+        lock = FileLock(str(self.path / FITTING_LOCK))
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            raise BreakHisError(self._busy()) from None
+        try:
+            yield
+        finally:
+            lock.release()
+
+    def check_not_fitting(self) -> None:
+        """Refuse a run that a fit is writing now (its lock held), without creating the lock file.
+
+        Raises:
+            BreakHisError: Naming the run.
+        """
+        path = self.path / FITTING_LOCK
+        if not path.is_file():
+            return
+        lock = FileLock(str(path))
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            raise BreakHisError(self._busy()) from None
+        lock.release()
+
+    def _busy(self) -> str:
+        return (
+            f"{self.path}: a fit of this run is still going (another process holds its {FITTING_LOCK}); wait for "
+            "it to end, or pass --ckpt_path with a checkpoint of a finished run"
+        )
 
     def has_checkpoints(self) -> bool:
         """Whether any checkpoint was written."""

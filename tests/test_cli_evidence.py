@@ -15,7 +15,7 @@ import yaml
 
 from breakhis_lit.cli import main
 from breakhis_lit.data.splits import read_split_csv
-from breakhis_lit.rundir import RunDir, RunRecord, read_record
+from breakhis_lit.rundir import FITTING_LOCK, RunDir, RunRecord, read_record
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "breakhis_lit"
@@ -257,3 +257,20 @@ def test_resume_refuses_another_stain_target(fitted, tmp_path, capsys):
     message = _refused(["fit", *args, "--ckpt_path", "last", "--data.stain_target", str(tmp_path / "t.json")], capsys)
     assert "its own stain target" in message
     assert _hashes(run.path) == before
+
+
+def test_a_run_being_fitted_is_refused(fitted: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from filelock import FileLock
+
+    args, run = _copy(fitted, tmp_path)
+    run = run.path
+    with FileLock(str(run / FITTING_LOCK)):  # as a fit in another process holds it
+        for verb in (["test"], ["fit", "--ckpt_path", "last"]):
+            with pytest.raises(SystemExit) as info:
+                main([*verb, *args])
+            assert info.value.code == 2
+            errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+            assert errors == [
+                f"error: {run}: a fit of this run is still going (another process holds its {FITTING_LOCK}); wait "
+                "for it to end, or pass --ckpt_path with a checkpoint of a finished run"
+            ]
