@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from breakhis_lit.errors import BreakHisError
+from breakhis_lit.reporting.figures import mag_label
 from breakhis_lit.reporting.reliability import plot_reliability
 from breakhis_lit.reporting.runs import Run, group_runs, split_label
 from breakhis_lit.reporting.tables import Column, mean_std, row_identity
@@ -79,8 +80,7 @@ def calibration_columns(rows: Sequence[dict[str, Any]]) -> list[Column]:
 
 
 def _label(key: tuple[str, ...], several_splits: bool) -> str:
-    magnification = f"{key[2]}×" if key[2][:1].isdigit() else key[2]
-    text = f"{key[1]} {magnification}"
+    text = f"{key[1]} {mag_label(key[2])}"
     return f"{text} · {split_label(key[3], key[4])}" if several_splits else text
 
 
@@ -112,6 +112,7 @@ def plot_report_reliability(runs: Sequence[Run], out_dir: str | Path) -> list[Pa
     written = []
     for task, curves in reliability_curves(runs).items():
         path = Path(out_dir) / ("reliability.png" if task == "binary" else f"reliability_{task}.png")
-        plot_reliability(curves, title=f"Reliability of the test predictions ({task})", out=path)
+        classes = next((run.classes for run in runs if run.task == task and len(run.classes) == 2), ["", "class 1"])
+        plot_reliability(curves, title=f"Reliability of the test predictions ({task})", out=path, positive=classes[1])
         written.append(path)
     return written

@@ -1,5 +1,6 @@
 """Report figures (PNG): training curves, confusion matrices and Grad-CAM pairs per model x magnification."""
 
+import textwrap
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -61,8 +62,34 @@ def _row_labeller(rows: Sequence[RowKey]):
     return label
 
 
-def _mag_label(magnification: str) -> str:
+def mag_label(magnification: str) -> str:
+    """``"40×"``; ``"all mag."`` for all magnifications."""
     return f"{magnification}×" if magnification[:1].isdigit() else f"{magnification} mag."
+
+
+def plural(count: int, word: str) -> str:
+    """``"1 run"``, ``"3 runs"``."""
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
+def wrap_text(text: str, inches: float, fontsize: float) -> str:
+    """``text`` with each line wrapped at spaces into even lines that fit ``inches`` at ``fontsize`` points.
+
+    Matplotlib's own ``wrap=True`` wraps to the figure's edge, not to a panel, hence the estimate from the
+    characters (DejaVu Sans averages about 0.55 em a character).
+    """
+    width = max(10, int(inches * 72 / (0.55 * fontsize)))
+    return "\n".join(_even_lines(line, width) for line in text.split("\n"))
+
+
+def _even_lines(line: str, width: int) -> str:
+    count = len(textwrap.wrap(line, width, break_on_hyphens=False))
+    if count < 2:
+        return line
+    for narrower in range(-(-len(line) // count), width):  # the narrowest width giving as few lines
+        if len(lines := textwrap.wrap(line, narrower, break_on_hyphens=False)) == count:
+            return "\n".join(lines)
+    return textwrap.fill(line, width, break_on_hyphens=False)
 
 
 def _new_figure(width: float, height: float) -> Figure:
@@ -124,7 +151,8 @@ def plot_curves(runs: Iterable[Run], metric: str, out: str | Path) -> Path | Non
         return None
     rows, columns = _layout(groups)
     label = _row_labeller(rows)
-    figure = _new_figure(3.4 * len(columns) + 0.6, 2.6 * len(rows) + 0.6)
+    width = 3.4 * len(columns) + 0.6
+    figure = _new_figure(width, 2.6 * len(rows) + 0.6)
     axes = figure.subplots(len(rows), len(columns), squeeze=False, sharey=True)
     for ax in axes.flat:
         ax.set_visible(False)
@@ -133,7 +161,7 @@ def plot_curves(runs: Iterable[Run], metric: str, out: str | Path) -> Path | Non
         ax = axes[rows.index(row_key(key)), columns.index(key[2])]
         ax.set_visible(True)
         n_runs = len(groups[key])
-        ax.set_title(f"{label(row_key(key))} · {_mag_label(key[2])} (n={n_runs})", fontsize=9)
+        ax.set_title(wrap_text(f"{label(row_key(key))} · {mag_label(key[2])} (n={n_runs})", 3.4, 9), fontsize=9)
         drawn = False
         for stage, stage_label, color in STAGES:
             epochs, mean, std = stages[stage]
@@ -166,7 +194,7 @@ def plot_curves(runs: Iterable[Run], metric: str, out: str | Path) -> Path | Non
         if drawn and not legend_drawn:
             ax.legend(fontsize=7, loc="best")
             legend_drawn = True
-    figure.suptitle(f"{metric.replace('_', ' ')} per epoch: mean ± std over runs", fontsize=11)
+    figure.suptitle(wrap_text(f"{metric.replace('_', ' ')} per epoch: mean ± std over runs", width, 11), fontsize=11)
     return _save(figure, out)
 
 
@@ -232,9 +260,9 @@ def plot_confusion(runs: Iterable[Run], out: str | Path) -> Path | None:
         ax.set_yticks(ticks, classes, fontsize=7)
         ax.set_xlabel("predicted", fontsize=8)
         ax.set_ylabel("true", fontsize=8)
-        runs_text = f"{used}/{len(groups[key])} runs" if used != len(groups[key]) else f"{used} runs"
-        ax.set_title(f"{label(row_key(key))} · {_mag_label(key[2])}\n({runs_text})", fontsize=8)
-    figure.suptitle("test confusion matrices, summed over runs", fontsize=11)
+        runs_text = plural(len(groups[key]), "run") if used == len(groups[key]) else f"{used}/{len(groups[key])} runs"
+        ax.set_title(wrap_text(f"{label(row_key(key))} · {mag_label(key[2])}\n({runs_text})", size, 8), fontsize=8)
+    figure.suptitle(wrap_text("test confusion matrices, summed over runs", size * len(columns) + 0.4, 11), fontsize=11)
     return _save(figure, out)
 
 
@@ -295,7 +323,7 @@ def plot_gradcam_pairs(runs: Iterable[Run], out: str | Path) -> Path | None:
             left = axes[rows.index(row_key(key)), 4 * columns.index(key[2]) + 2 * offset]
             right = axes[rows.index(row_key(key)), 4 * columns.index(key[2]) + 2 * offset + 1]
             pick = kinds[kind]
-            where = f"{label(row_key(key))} · {_mag_label(key[2])}"
+            where = wrap_text(f"{label(row_key(key))} · {mag_label(key[2])}", 2.2, 7)
             if pick is None:
                 left.text(0.5, 0.5, f"no {kind}\nGrad-CAM", ha="center", va="center", fontsize=8,
                           transform=left.transAxes)  # fmt: skip
@@ -311,5 +339,6 @@ def plot_gradcam_pairs(runs: Iterable[Run], out: str | Path) -> Path | None:
     figure.colorbar(
         ScalarMappable(Normalize(0, 1), colormaps["jet"]), ax=axes, shrink=0.6, label="Grad-CAM (normalised)"
     )
-    figure.suptitle("Grad-CAM: a benign and a malignant test image per model and magnification", fontsize=11)
+    title = "Grad-CAM: a benign and a malignant test image per model and magnification"
+    figure.suptitle(wrap_text(title, 2.2 * 4 * len(columns), 11), fontsize=11)
     return _save(figure, out)

@@ -8,17 +8,21 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from breakhis_lit.errors import BreakHisError
+from breakhis_lit.reporting.figures import wrap_text
 from breakhis_lit.stats.calibration import ReliabilityBins
 
 DPI = 100
 _AXIS_LABELS = {
-    "positive": ("predicted probability of class 1", "observed frequency of class 1"),
+    "positive": ("predicted probability of {}", "observed frequency of {}"),
     "top": ("confidence (top-class probability)", "accuracy"),
 }
 
 
 def plot_reliability(
-    runs: Mapping[str, ReliabilityBins], title: str | None = None, out: str | Path | None = None
+    runs: Mapping[str, ReliabilityBins],
+    title: str | None = None,
+    out: str | Path | None = None,
+    positive: str = "class 1",
 ) -> Figure:
     """A reliability diagram: one curve per run (its ECE in the legend), the diagonal, and the bin counts below.
 
@@ -29,6 +33,7 @@ def plot_reliability(
         runs: ``{run name: reliability_bins(...)}``; all of one kind (binary or multiclass).
         title: Figure title.
         out: When given, the PNG to write as well.
+        positive: Name of class 1, the class whose probability a binary diagram shows.
 
     Returns:
         The matplotlib ``Figure`` (Agg canvas).
@@ -41,7 +46,7 @@ def plot_reliability(
     kinds = {bins.kind for bins in runs.values()}
     if len(kinds) != 1:
         raise BreakHisError("plot_reliability: runs mix binary and multiclass tasks; plot each task separately")
-    x_label, y_label = _AXIS_LABELS[kinds.pop()]
+    x_label, y_label = (label.format(positive) for label in _AXIS_LABELS[kinds.pop()])
     figure = Figure(figsize=(5.2, 6.0), dpi=DPI, layout="constrained")
     FigureCanvasAgg(figure)
     curve_ax, count_ax = figure.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
@@ -51,7 +56,8 @@ def plot_reliability(
         points = [(c, a) for c, a in zip(bins.confidence, bins.accuracy, strict=True) if c is not None]
         if points:
             xs, ys = zip(*points, strict=True)
-            curve_ax.plot(xs, ys, marker="o", markersize=4, color=color, label=f"{name} (ECE {bins.ece:.3f})")
+            label = wrap_text(f"{name} (ECE {bins.ece:.3f})", 4.0, 8)
+            curve_ax.plot(xs, ys, marker="o", markersize=4, color=color, label=label)
         counts = np.asarray(bins.count, dtype=float)
         counts[counts == 0] = np.nan  # empty bins leave a gap instead of a drop to log(0)
         count_ax.stairs(counts, bins.edges, color=color, linewidth=1.5, baseline=None)
@@ -61,7 +67,7 @@ def plot_reliability(
     curve_ax.grid(alpha=0.3)
     curve_ax.legend(loc="upper left", fontsize=8)
     if title:
-        curve_ax.set_title(title)
+        curve_ax.set_title(wrap_text(title, 5.0, 12))
     count_ax.set_yscale("log")
     count_ax.set_ylim(bottom=0.8)
     count_ax.set_xlabel(x_label)

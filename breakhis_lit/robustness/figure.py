@@ -8,6 +8,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from torch import Tensor
 
+from breakhis_lit.reporting.figures import wrap_text
 from breakhis_lit.robustness.stain_shift import StainShiftRecord, shift_images
 from breakhis_lit.stain.base import StainTarget
 from breakhis_lit.stain.registry import normalize_to
@@ -42,7 +43,8 @@ def stain_shift_figure(
     colours = {name: f"C{i % 10}" for i, name in enumerate(names)}
     several = any(sum(r.experiment == name for r in records) > 1 for name in names)
     rows = 2 if several else 1
-    fig = Figure(figsize=(panel_inches * len(metrics), 3.4 * rows + 0.5), layout="constrained")
+    width = panel_inches * len(metrics)
+    fig = Figure(figsize=(width, 3.4 * rows + 0.5), layout="constrained")
     axes = fig.subplots(rows, len(metrics), squeeze=False)
     spread = 0.03 * max((s.level for r in records for s in r.scores), default=1.0)
     for col, metric in enumerate(metrics):
@@ -60,7 +62,8 @@ def stain_shift_figure(
                 marker=_MARKERS[k % len(_MARKERS)], linestyle=_STYLES[k % len(_STYLES)], markersize=4, capsize=2,
                 linewidth=1.2, elinewidth=0.8, alpha=0.9, label=record.label,
             )  # fmt: skip
-        ax.set_title(f"{METRIC_TITLES.get(metric, metric)} per run, 95% patient-bootstrap intervals", fontsize=9)
+        title = f"{METRIC_TITLES.get(metric, metric)} per run, 95% patient-bootstrap intervals"
+        ax.set_title(wrap_text(title, panel_inches, 9), fontsize=9)
         _axis(ax, records, metric)
         if several:
             ax = axes[1][col]
@@ -71,7 +74,8 @@ def stain_shift_figure(
                 mean, std = np.nanmean(values, axis=0), np.nanstd(values, axis=0, ddof=1 if len(values) > 1 else 0)
                 ax.plot(x, mean, color=colours[name], marker="o", markersize=4, label=f"{name} (n={len(values)})")
                 ax.fill_between(x, mean - std, mean + std, color=colours[name], alpha=0.15, linewidth=0)
-            ax.set_title(f"{METRIC_TITLES.get(metric, metric)} per experiment, mean ± std over runs", fontsize=9)
+            title = f"{METRIC_TITLES.get(metric, metric)} per experiment, mean ± std over runs"
+            ax.set_title(wrap_text(title, panel_inches, 9), fontsize=9)
             _axis(ax, records, metric)
     handles, labels = axes[0][-1].get_legend_handles_labels()
     axes[0][-1].legend(handles, labels, loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=7, title="run",
@@ -80,11 +84,11 @@ def stain_shift_figure(
         handles, labels = axes[1][-1].get_legend_handles_labels()
         axes[1][-1].legend(handles, labels, loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=7,
                            title="experiment", title_fontsize=8)  # fmt: skip
-    fig.suptitle(
+    title = (
         "Stain-shift robustness, each run on its own test split\n"
-        "every image HED-jittered at k × the training augmentation (scale 0.05, shift 0.02 in OD)",
-        fontsize=9,
+        "every image HED-jittered at k × the training augmentation (scale 0.05, shift 0.02 in OD)"
     )
+    fig.suptitle(wrap_text(title, width, 9), fontsize=9)
     return fig
 
 
@@ -133,7 +137,8 @@ def shift_examples_figure(
         rows.append((f"{name}\nshifted", [s[i : i + 1] for s in shifted]))
         for method, target in targets.items():
             rows.append((f"{name}\nshifted, {method}", [normalize_to(s[i : i + 1], target) for s in shifted]))
-    fig = Figure(figsize=(panel_inches * len(levels) + 1.2, panel_inches * len(rows) + 0.5), layout="constrained")
+    width = panel_inches * len(levels) + 1.2
+    fig = Figure(figsize=(width, panel_inches * len(rows) + 0.5), layout="constrained")
     axes = fig.subplots(len(rows), len(levels), squeeze=False)
     for r, (title, panels) in enumerate(rows):
         for c, panel in enumerate(panels):
@@ -144,7 +149,7 @@ def shift_examples_figure(
             if r == 0:
                 ax.set_title(f"k = {levels[c]:g}", fontsize=9)
             if c == 0:
-                ax.set_ylabel(title, fontsize=7)
-    fig.suptitle("Stain shifts of the robustness test (same draw at every k), and what normalisation makes of them",
-                 fontsize=9)  # fmt: skip
+                ax.set_ylabel(wrap_text(title, panel_inches, 7), fontsize=7)
+    title = "Stain shifts of the robustness test (same draw at every k)"
+    fig.suptitle(wrap_text(title + (", and what normalisation makes of them" if targets else ""), width, 9), fontsize=9)
     return fig

@@ -1,4 +1,5 @@
 import pytest
+from figure_check import assert_readable, saved_figures
 from PIL import Image
 
 from breakhis_lit.reporting.figures import (
@@ -8,6 +9,8 @@ from breakhis_lit.reporting.figures import (
     plot_confusion,
     plot_curves,
     plot_gradcam_pairs,
+    plural,
+    wrap_text,
 )
 from breakhis_lit.reporting.runs import load_runs
 from breakhis_lit.rundir import GradCAMEntry, RunDir, read_gradcam_manifest, write_gradcam_manifest
@@ -57,7 +60,41 @@ def test_plot_confusion(runs, tmp_path):
 
 def test_plot_confusion_subtype(tmp_path):
     write_fake_run(tmp_path / "logs" / "version_0", task="subtype", magnification=None)
-    assert_png(plot_confusion(load_runs(tmp_path / "logs"), tmp_path / "confusion.png"), min_side=200)
+    with saved_figures() as figures:
+        assert_png(plot_confusion(load_runs(tmp_path / "logs"), tmp_path / "confusion.png"), min_side=200)
+    assert_readable(figures[0])
+
+
+PLOTS = {
+    "curves": lambda runs, out: plot_curves(runs, "loss", out),
+    "confusion": plot_confusion,
+    "gradcam_pairs": plot_gradcam_pairs,
+}
+
+
+@pytest.mark.parametrize("logs", ["fake_logs", "long_label_logs"])
+@pytest.mark.parametrize("plot", PLOTS)
+def test_every_text_fits_and_stands_clear(request, tmp_path, logs, plot):
+    with saved_figures() as figures:
+        PLOTS[plot](load_runs(request.getfixturevalue(logs)), tmp_path / "figure.png")
+    assert_readable(figures[0])
+
+
+def test_confusion_titles_count_runs(long_label_logs, tmp_path):
+    with saved_figures() as figures:
+        plot_confusion(load_runs(long_label_logs), tmp_path / "confusion.png")
+    titles = [ax.get_title() for ax in figures[0].axes if ax.get_visible()]
+    assert len(titles) == 2
+    assert all(title.endswith("(1 run)") for title in titles)
+
+
+def test_wrap_text_and_plural():
+    text = "DALAResNet[resnet18] · patient (accession) · all magnifications (n=3 runs)\ntrue benign"
+    wrapped = wrap_text(text, 2.0, 8)
+    assert wrapped.replace("\n", " ") == text.replace("\n", " ")
+    assert max(len(line) for line in wrapped.split("\n")) <= 2.0 * 72 / (0.55 * 8)
+    assert wrapped.endswith("\ntrue benign")
+    assert (plural(1, "run"), plural(3, "run")) == ("1 run", "3 runs")
 
 
 def test_plot_gradcam_pairs(runs, tmp_path):

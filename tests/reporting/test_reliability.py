@@ -2,11 +2,14 @@
 
 import numpy as np
 import pytest
+from figure_check import assert_readable, saved_figures
 from PIL import Image
 from scipy.special import expit
 
 from breakhis_lit.errors import BreakHisError
+from breakhis_lit.reporting.calibration import plot_report_reliability
 from breakhis_lit.reporting.reliability import plot_reliability
+from breakhis_lit.reporting.runs import load_runs
 from breakhis_lit.stats import reliability_bins
 
 
@@ -38,6 +41,22 @@ def test_png_with_one_curve_per_run(tmp_path) -> None:
         assert image.size == (520, 600)
         pixels = np.asarray(image.convert("L"))
     assert pixels.std() > 10  # not blank
+
+
+def test_long_run_names_fit_and_class_1_is_named() -> None:
+    long = "DALAResNet[resnet18] · patient (accession) · all magnifications"
+    bins = {f"{long} ({name})": b for name, b in runs().items()}
+    figure = plot_reliability(bins, title=f"{long} (n=3 runs)", positive="malignant")
+    assert figure.axes[1].get_xlabel() == "predicted probability of malignant"
+    assert figure.axes[0].get_ylabel() == "observed frequency of malignant"
+    assert_readable(figure)
+
+
+def test_report_names_the_positive_class(long_label_logs, tmp_path) -> None:
+    with saved_figures() as figures:
+        assert plot_report_reliability(load_runs(long_label_logs), tmp_path) == [tmp_path / "reliability.png"]
+    assert figures[0].axes[1].get_xlabel() == "predicted probability of malignant"
+    assert_readable(figures[0])
 
 
 def test_refusals() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+from figure_check import assert_readable
 
 from breakhis_lit.robustness.figure import experiments, shift_examples_figure, stain_shift_figure
 from breakhis_lit.stain import MacenkoNormalizer
@@ -17,6 +18,7 @@ def test_one_curve_per_run_and_a_mean_per_experiment(fake_record, tmp_path):
     assert len(axes[0].get_lines()) >= 6
     assert len(axes[1].get_legend().get_texts()) == 6  # beside the last column
     assert [t.get_text() for t in axes[3].get_legend().get_texts()] == ["a (n=3)", "b_hed (n=3)"]
+    assert_readable(fig)
     fig.savefig(tmp_path / "curves.png", dpi=60)
     assert (tmp_path / "curves.png").stat().st_size > 10_000
 
@@ -32,4 +34,14 @@ def test_examples_show_the_shift_and_the_normalisation(tmp_path):
     target = MacenkoNormalizer(min_tissue=0).fit(images)
     fig = shift_examples_figure(images, [0.0, 1.0, 2.0], {"macenko": target}, labels=["x", "y"])
     assert len(fig.get_axes()) == 2 * 2 * 3  # (shifted, normalised) x images, x levels
+    assert "normalisation" in fig.get_suptitle()
+    assert_readable(fig)
     fig.savefig(tmp_path / "examples.png", dpi=50)
+
+
+def test_examples_without_normalisation_fit_and_say_so():
+    images = torch.full((3, 3, 16, 16), 180, dtype=torch.uint8)
+    fig = shift_examples_figure(images, [0.0, 1.0, 2.0], labels=["malignant SOB_M_DC_14-2985", "benign 13412", "x"])
+    assert len(fig.get_axes()) == 3 * 3
+    assert "normalisation" not in fig.get_suptitle()
+    assert_readable(fig)
