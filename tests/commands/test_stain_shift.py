@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from stain_runs import fit_and_test
 
 from breakhis_lit.cli import main
 from breakhis_lit.robustness.stain_shift import read_record
+
+from stain_runs import fit_and_test
 
 
 @pytest.fixture(scope="module")

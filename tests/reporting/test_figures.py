@@ -1,5 +1,4 @@
 import pytest
-from figure_check import assert_readable, saved_figures
 from PIL import Image
 
 from breakhis_lit.reporting.figures import (
@@ -16,6 +15,7 @@ from breakhis_lit.reporting.runs import load_runs
 from breakhis_lit.rundir import GradCAMEntry, RunDir, read_gradcam_manifest, write_gradcam_manifest
 
 from fake_runs import write_fake_run
+from figure_check import assert_readable, saved_figures
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

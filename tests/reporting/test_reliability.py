@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-from figure_check import assert_readable, saved_figures
 from PIL import Image
 from scipy.special import expit
 
@@ -11,6 +10,8 @@ from breakhis_lit.reporting.calibration import plot_report_reliability
 from breakhis_lit.reporting.reliability import plot_reliability
 from breakhis_lit.reporting.runs import load_runs
 from breakhis_lit.stats import reliability_bins
+
+from figure_check import assert_readable, saved_figures
 
 
 def runs() -> dict:

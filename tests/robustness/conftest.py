@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from stain_runs import fit_and_test
 
 from breakhis_lit.robustness.stain_shift import ShiftScore, StainShiftRecord
+
+from stain_runs import fit_and_test
 
 
 @pytest.fixture(scope="session")

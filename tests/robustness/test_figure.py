@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import torch
-from figure_check import assert_readable
 
 from breakhis_lit.robustness.figure import experiments, shift_examples_figure, stain_shift_figure
 from breakhis_lit.stain import MacenkoNormalizer
+
+from figure_check import assert_readable
 
 
 def test_one_curve_per_run_and_a_mean_per_experiment(fake_record, tmp_path):
