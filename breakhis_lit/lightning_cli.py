@@ -577,6 +577,8 @@ def run(args: ArgsType) -> None:
     warnings.filterwarnings("ignore", message=r".*when logging on epoch level in distributed setting.*")
     # Evaluation verbs restore the weights only: the fit's callbacks (history) have nothing to do there.
     warnings.filterwarnings("ignore", message=r"Be aware that when using `ckpt_path`, callbacks used to create.*")
+    # They also restore the fit's ModelCheckpoint state, whose folder is the same run's, written another way.
+    warnings.filterwarnings("ignore", message=r"The dirpath has changed from .*")
     # Lightning 2.6 builds torch pytree specs the way torch 2.10+ deprecates; nothing a user can act on.
     warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated.*")
     # `breakhis gradcam` hands LightningCLI its arguments as predict's, which differ from sys.argv on purpose.
