@@ -82,14 +82,18 @@ def _extra_verb(name: str) -> Callable[[list[str]], int]:
 
 
 def _hyphenated(argv: list[str]) -> list[str]:
-    """The package verbs' options spelled with hyphens: ``--n_resamples`` is ``--n-resamples``, as in Lightning's."""
+    """The package verbs' options spelled with hyphens: ``--n_resamples`` is ``--n-resamples``.
+
+    What follows a bare ``--`` (``breakhis sweep``'s options for Lightning's verbs) is passed on as given.
+    """
+    cut = argv.index("--") if "--" in argv else len(argv)
     out = []
-    for arg in argv:
+    for arg in argv[:cut]:
         if arg.startswith("--") and "_" in arg.split("=", 1)[0]:
             name, *value = arg.split("=", 1)
             arg = "=".join([name.replace("_", "-"), *value])
         out.append(arg)
-    return out
+    return out + argv[cut:]
 
 
 def main(args: Any = None) -> None:

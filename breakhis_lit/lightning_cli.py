@@ -81,20 +81,19 @@ class RunPlan:
     resume: bool = False
     eval_name: str | None = None
     differs: tuple[Difference, ...] = ()
-    explain: bool = False
+    explain: str | None = None
 
     @property
     def output_dir(self) -> Path | None:
         """Where this verb's files go: the run directory for ``fit``, else its verb or evaluation folder.
 
-        ``gradcam`` (``explain``) writes into the run's ``gradcam/`` folder (``gradcam/<eval_name>`` with
-        ``--eval_name``), never into ``predict/``.
+        ``gradcam`` writes into ``gradcam/<explain>/`` of the run (the explained folder's name, ``test`` for the
+        run's test split, or the ``--eval_name``), never into ``predict/``.
         """
         if self.run is None:
             return None
         if self.explain:
-            folder = self.run.output_dir("gradcam")
-            return folder / self.eval_name if self.eval_name else folder
+            return self.run.output_dir("gradcam") / self.explain
         return self.run.path if self.verb == "fit" else self.run.output_dir(self.verb, self.eval_name)
 
 
@@ -139,7 +138,7 @@ _BEFORE_OPTION: dict[str, Any] = {"data.hed_scale": 0.0, "data.hed_bias": 0.0, "
 _GRADCAM_HELP = (
     "Explain a fitted run's predictions with Grad-CAM: `breakhis predict` writing, instead of the CSV of class "
     "probabilities, CAM_OUT/<stem>_gradcam.png (the heat map of the predicted class, or of --cam.target_class, over "
-    "each image) and CAM_OUT/gradcam.csv (path, prediction, prob_<class>..., target). E.g. `breakhis gradcam "
+    "each image) and CAM_OUT/gradcam.csv (path, label, prediction, prob_<class>..., target). E.g. `breakhis gradcam "
     "--config configs/attn.yaml --data.predict_root my_images/` (--ckpt_path best, last or a checkpoint of the run)."
 )
 
@@ -284,7 +283,11 @@ class BreakHisCLI(LightningCLI):
         if self.subcommand in ("fit", "validate", "test", "predict"):
             experiment_dir = Path(cfg.log_root) / cfg.experiment
             _check_writable(experiment_dir, "--log_root")
-            self._plan = replace(self._plan_run(cfg, experiment_dir), explain=self._cam)
+            self._plan = self._plan_run(cfg, experiment_dir)
+            if self._cam:
+                root = cfg.data.get("predict_root")
+                name = cfg.get("eval_name") or (Path(root).expanduser().resolve().name if root else "test")
+                self._plan = replace(self._plan, explain=name)
 
     def _plan_run(self, cfg: Any, experiment_dir: Path) -> RunPlan:
         verb = str(self.subcommand)
@@ -326,10 +329,15 @@ class BreakHisCLI(LightningCLI):
             option, fitted, given = changed[0]
             more = f" (and {len(changed) - 1} more)" if len(changed) > 1 else ""
             folder = verb == "predict" and cfg.data.get("predict_root") is not None
-            rule = "predicts on images prepared as it was trained" if folder else "is scored on its own split"
+            if folder:
+                raise BreakHisError(
+                    f"--data.{option} {given} differs from the run's {fitted}{more} ({run.path / RUN_RECORD}): a run "
+                    "predicts on images prepared as it was trained; drop the option"
+                )
             raise BreakHisError(
                 f"--data.{option} {given} differs from the run's {fitted}{more} ({run.path / RUN_RECORD}): a run "
-                f"{rule}; start a new run with `breakhis fit`, or score other data on purpose with --eval_name NAME"
+                "is scored on its own split; start a new run with `breakhis fit`, or score other data on purpose "
+                "with --eval_name NAME"
             )
         if verb != "predict" or cfg.data.get("predict_root") is None:
             cfg.data.split_file = str(run.splits)
@@ -372,7 +380,7 @@ class BreakHisCLI(LightningCLI):
         elif scores_split:
             datamodule.check_stain_target()  # predict_root: the run's stain target checked before any logger
         writer = self._get(self.config_init, "cam" if self._cam else "prediction_writer")
-        if isinstance(writer, PredictionCSVWriter) and plan is not None and plan.output_dir is not None:
+        if isinstance(writer, PredictionCSVWriter) and plan is not None and plan.verb == "predict" and plan.output_dir:
             writer.check_free(plan.output_dir, datamodule)  # before the logger writes its first file
         if plan is not None and plan.created:
             run = _fresh_run(self._experiment_dir)

@@ -57,8 +57,9 @@ SPLITS = "splits.csv"
 HISTORY = "history.csv"
 """Per-epoch metrics of the fit."""
 FIT_RECORD = "fit.json"
-FITTING_LOCK = ".fitting.lock"
 """What happened in fit: a :class:`FitRecord`."""
+FITTING_LOCK = ".fitting.lock"
+"""Held by a fit while it writes the run (:meth:`RunDir.fitting`)."""
 STAIN_TARGET = "stain_target.json"
 """The stain normalisation target of the run (:mod:`breakhis_lit.stain.target_file`), fitted on its training split."""
 STAIN_SHIFT = "stain_shift"
@@ -146,7 +147,8 @@ FILES: tuple[tuple[str, str], ...] = (
     (
         "gradcam/<folder>/",
         "`breakhis gradcam`: a captioned `<stem>_gradcam.png` overlay per image and `gradcam.csv` (path, true class, "
-        "prediction, class probabilities, explained class); `gradcam/test/` without `--data.predict_root`",
+        "prediction, class probabilities, explained class), with the verb's config and TensorBoard log; "
+        "`gradcam/test/` without `--data.predict_root`",
     ),
 )
 """Every file of a run directory and what it holds (the README's "What a run writes" is generated from it)."""

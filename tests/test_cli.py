@@ -317,3 +317,5 @@ def test_package_verbs_take_underscored_options_as_hyphenated() -> None:
     assert _hyphenated(["runs", "--n_resamples", "10", "--log_root=a_b", "--out", "x_y"]) == [
         "runs", "--n-resamples", "10", "--log-root=a_b", "--out", "x_y",
     ]  # fmt: skip
+    forwarded = ["--configs", "a.yaml", "--dry_run", "--", "--trainer.max_epochs", "1", "--data.cache_dir", "c"]
+    assert _hyphenated(forwarded) == ["--configs", "a.yaml", "--dry-run", *forwarded[3:]]  # sweep's Lightning options

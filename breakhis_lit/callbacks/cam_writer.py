@@ -50,13 +50,11 @@ class GradCAMWriter(PredictionCSVWriter):
     writes the overlays of its own images. Existing outputs are never overwritten.
 
     Args:
-        out: Output folder. ``None``: ``<folder>`` (``test`` for the run's test split) in the verb's folder
-            (``gradcam/`` of the run).
+        out: Output folder. ``None``: the verb's folder, ``gradcam/<folder>/`` of the run (``gradcam/test/`` for
+            its test split), which also holds the verb's config and TensorBoard log.
         target_class: Explain this class (name or index) for every image instead of the predicted one.
         batch_size: Images per Grad-CAM forward/backward pass.
     """
-
-    default_name = "{}"
 
     def __init__(self, out: str | None = None, target_class: str | None = None, batch_size: int = 16) -> None:
         super().__init__(output=out)
@@ -66,7 +64,13 @@ class GradCAMWriter(PredictionCSVWriter):
         self._folder = Path()
 
     @override
+    def target(self, folder: Path, datamodule: Any) -> Path:
+        return Path(self.output) if self.output else folder
+
+    @override
     def check_free(self, folder: Path, datamodule: Any) -> None:
+        if self.target_class is not None:
+            class_index(str(self.target_class), list(datamodule.classes))
         out = self.target(folder, datamodule)
         existing = [*out.glob(CAM_CSV), *sorted(out.glob("*_gradcam.png"))] if out.is_dir() else []
         if existing:

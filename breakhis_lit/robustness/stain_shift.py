@@ -223,12 +223,14 @@ def score_run(
         The :class:`StainShiftRecord`.
 
     Raises:
-        BreakHisError: For a folder that is not a fitted run, a missing checkpoint, or data that are not the run's.
+        BreakHisError: For a folder that is not a fitted run, a run being fitted, a missing checkpoint, or data
+            that are not the run's.
     """
     from breakhis_lit.callbacks.evaluation_report import model_name
     from breakhis_lit.checkpoints import load_classifier
     from breakhis_lit.stats import patient_bootstrap
 
+    run.check_not_fitting()
     levels = check_levels(levels)
     if not run.exists() or not run.splits.is_file() or not run.config.is_file():
         raise BreakHisError(f"{run.path}: not a run made by `breakhis fit` (run.json, splits.csv, config.yaml)")

@@ -177,6 +177,7 @@ def patient_bootstrap(
     *,
     threshold: float = 0.5,
     class_names: Sequence[str] | None = None,
+    metrics: Sequence[str] | None = None,
     **options: Unpack[ResamplingOptions],
 ) -> dict[str, Interval]:
     """Patient (cluster) bootstrap: resample the split groups with replacement, each with all its images.
@@ -188,7 +189,8 @@ def patient_bootstrap(
         patients: Patient id of every image ``[N]``, for the patient-level metrics.
         threshold: Binary decision threshold on ``probs[:, 1]`` (see :class:`Predictions`).
         class_names: Class names for the ``f1_<class>`` keys (default ``"0"``, ``"1"``, ...).
-        options: ``metrics`` and :class:`Resampling`'s options, as :func:`bootstrap`.
+        metrics: Metric names (default: every scalar metric), as :func:`bootstrap`.
+        options: :class:`Resampling`'s options.
 
     Returns:
         ``{metric: Interval}``; see :func:`bootstrap`.
@@ -196,16 +198,25 @@ def patient_bootstrap(
     Raises:
         BreakHisError: On bad predictions (see :class:`Predictions`) or options.
     """
-    return bootstrap(_predictions(probs, labels, groups, patients, threshold, class_names), "group", **options)
+    pred = _predictions(probs, labels, groups, patients, threshold, class_names)
+    return bootstrap(pred, "group", metrics=metrics, **options)
 
 
 def image_bootstrap(
-    probs: Any, labels: Any, groups: Any, patients: Any, **options: Unpack[ResamplingOptions]
+    probs: Any,
+    labels: Any,
+    groups: Any,
+    patients: Any,
+    *,
+    threshold: float = 0.5,
+    class_names: Sequence[str] | None = None,
+    metrics: Sequence[str] | None = None,
+    **options: Unpack[ResamplingOptions],
 ) -> dict[str, Interval]:
     """Image-level bootstrap (images resampled independently), for contrast with :func:`patient_bootstrap`.
 
     Same arguments and result as :func:`patient_bootstrap`. Patient-level metrics use, in each replicate, the
     drawn images of every patient that has any (a patient's mean probability is weighted by the draws).
     """
-    threshold, class_names = options.pop("threshold", 0.5), options.pop("class_names", None)
-    return bootstrap(_predictions(probs, labels, groups, patients, threshold, class_names), "image", **options)
+    pred = _predictions(probs, labels, groups, patients, threshold, class_names)
+    return bootstrap(pred, "image", metrics=metrics, **options)
