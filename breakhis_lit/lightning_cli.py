@@ -41,6 +41,7 @@ from breakhis_lit.callbacks import (
     RunRecorder,
     Throughput,
 )
+from breakhis_lit.callbacks.prediction_writer import predicted_name
 from breakhis_lit.checkpoints import AtomicCheckpointIO, check_checkpoint_matches, find_run_checkpoint
 from breakhis_lit.cli import DESCRIPTION
 from breakhis_lit.config_files import resolve_config, shipped_configs
@@ -285,8 +286,7 @@ class BreakHisCLI(LightningCLI):
             _check_writable(experiment_dir, "--log_root")
             self._plan = self._plan_run(cfg, experiment_dir)
             if self._cam:
-                root = cfg.data.get("predict_root")
-                name = cfg.get("eval_name") or (Path(root).expanduser().resolve().name if root else "test")
+                name = cfg.get("eval_name") or predicted_name(cfg.data.get("predict_root"))
                 self._plan = replace(self._plan, explain=name)
 
     def _plan_run(self, cfg: Any, experiment_dir: Path) -> RunPlan:
@@ -322,13 +322,13 @@ class BreakHisCLI(LightningCLI):
             if str(cfg.data.root) != record.root:
                 differs += (Difference("root", record.root, str(cfg.data.root)),)
             return RunPlan(verb, run, eval_name=eval_name, differs=differs)
+        folder = verb == "predict" and cfg.data.get("predict_root") is not None
         changed = record.data.differences(spec)
-        if verb == "predict" and cfg.data.get("predict_root") is not None:
+        if folder:
             changed = [c for c in changed if c[0] in _FOLDER_OPTIONS]
         if changed:
             option, fitted, given = changed[0]
             more = f" (and {len(changed) - 1} more)" if len(changed) > 1 else ""
-            folder = verb == "predict" and cfg.data.get("predict_root") is not None
             if folder:
                 raise BreakHisError(
                     f"--data.{option} {given} differs from the run's {fitted}{more} ({run.path / RUN_RECORD}): a run "
@@ -339,7 +339,7 @@ class BreakHisCLI(LightningCLI):
                 "is scored on its own split; start a new run with `breakhis fit`, or score other data on purpose "
                 "with --eval_name NAME"
             )
-        if verb != "predict" or cfg.data.get("predict_root") is None:
+        if not folder:
             cfg.data.split_file = str(run.splits)
         return RunPlan(verb, run)
 

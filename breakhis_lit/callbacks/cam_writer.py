@@ -110,13 +110,14 @@ class GradCAMWriter(PredictionCSVWriter):
         # `batch` is the one predict_step saw: on the device and ImageNet-normalised (on_after_batch_transfer).
         data = trainer.datamodule
         probs = outputs["probs"]
-        targets = probs.argmax(dim=1).tolist() if self._explained is None else [self._explained] * len(probs)
+        preds = probs.argmax(dim=1).tolist()
+        targets = preds if self._explained is None else [self._explained] * len(preds)
         cams, _ = compute_cams(pl_module.backbone, batch["image"], targets, batch_size=self.batch_size)
         records, classes = data.records("predict"), list(data.classes)
-        for cam, p, target, i in zip(cams, probs.tolist(), targets, batch["index"].tolist(), strict=True):
+        rows = zip(cams, probs.tolist(), preds, targets, batch["index"].tolist(), strict=True)
+        for cam, p, pred, target, i in rows:
             record = records[i]
             original = decode_image(record.path if data.predict_root else data.index.abspath(record.path), None)
-            pred = max(range(len(p)), key=p.__getitem__)
             text = caption(classes[pred], p[pred], classes[record.label] if record.label >= 0 else None)
             text += f" · Grad-CAM of {classes[target]}" + (" (no positive evidence)" if cam.max() <= 0 else "")
             save_png(captioned(overlay(original, cam), text), self._folder / overlay_name(record.path))

@@ -18,6 +18,11 @@ from breakhis_lit.files import run_dir
 from breakhis_lit.rundir import PredictionRow, write_predictions
 
 
+def predicted_name(predict_root: str | None) -> str:
+    """The name of what a predict run scores, in its output names: the folder's name, ``test`` for the test split."""
+    return Path(predict_root).expanduser().resolve().name if predict_root else "test"
+
+
 class PredictionCSVWriter(BasePredictionWriter):
     """Gather the predictions of every process and write them in the format of ``predictions.csv``.
 
@@ -44,8 +49,7 @@ class PredictionCSVWriter(BasePredictionWriter):
         if self.output:
             return Path(self.output)
         root = datamodule.predict_root if isinstance(datamodule, BreakHisDataModule) else None
-        name = Path(root).resolve().name if root else "test"
-        return folder / self.default_name.format(name)
+        return folder / self.default_name.format(predicted_name(root))
 
     def _target(self, trainer: L.Trainer) -> Path:
         return self.target(run_dir(trainer) or Path("."), trainer.datamodule)

@@ -100,7 +100,7 @@ def _check(correction: float, alpha: float = 0.1) -> None:
 class _GMeanIBA:
     """Mixin: the G-mean (``alpha`` None) or its IBA ``(1 + alpha * dominance) * gmean**(2 if squared else 1)``."""
 
-    average: BinaryAverage = "multiclass"
+    average: str = "multiclass"  # binary classes: BinaryAverage; multiclass ones: torchmetrics' "macro"
     correction: float = 0.0
     alpha: float | None = None
     squared: bool = True
